@@ -1,0 +1,299 @@
+"""The ``movierec`` command: thin Typer wrappers over the library functions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from movierec.errors import MovierecError
+from movierec.settings import get_settings
+
+app = typer.Typer(
+    help="movierec: local-first movie recommendations (data, models, service).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Fetch, validate, ingest, generate and describe data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+err = Console(stderr=True)
+out = Console()
+
+
+@app.callback()
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Configure logging once for every command."""
+    level = "DEBUG" if verbose else get_settings().log_level
+    logging.basicConfig(
+        level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)]
+    )
+
+
+def _fail(e: Exception, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {e}")
+    return typer.Exit(code)
+
+
+KindOpt = Annotated[
+    str, typer.Option("--kind", help="ratings | movies | links | tags | events")
+]  # fmt: skip
+FormatOpt = Annotated[
+    str, typer.Option("--format", help="Layout of the file: csv (ml-latest, ml-20m...), dat "
+                      "(ml-1m, ml-10m), ml-100k (u.data / u.item).")
+]  # fmt: skip
+
+
+def _file_format(kind: str, layout: str):  # type: ignore[no-untyped-def]
+    from movierec.data.movielens import LAYOUT_FILES
+
+    if layout not in LAYOUT_FILES:
+        raise typer.BadParameter(f"unknown format {layout!r}; use csv, dat or ml-100k")
+    for _, fmt, _ in LAYOUT_FILES[layout]:  # type: ignore[index]
+        if fmt.kind == kind:
+            return fmt
+    raise typer.BadParameter(f"format {layout} has no {kind} file")
+
+
+@data_app.command("validate")
+def data_validate(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="File to check.")],
+    kind: KindOpt = "ratings",
+    report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    rejects: Annotated[
+        Path | None, typer.Option(help="Write every reject (JSON lines) here; default: beside the report.")
+    ] = None,  # fmt: skip
+    max_reject_rate: Annotated[
+        float | None, typer.Option(help="Fail (exit 3) when more than this fraction is rejected.")
+    ] = None,
+    layout: FormatOpt = "csv",
+) -> None:
+    """Check a file row by row: every reject gets its line, field and reason."""
+    from movierec.data.events import parse_event_file
+    from movierec.data.validate import ValidationReport, validate_file
+
+    settings = get_settings()
+    if kind not in ("ratings", "movies", "links", "tags", "events"):
+        raise typer.BadParameter(f"unknown kind {kind!r}")
+    try:
+        with _bytes_progress("validating", file.stat().st_size) as advance:
+            if kind == "events":
+                rep: ValidationReport = parse_event_file(file, dedup=settings.dedup_keep).report
+                advance(file.stat().st_size)
+            else:
+                rep = validate_file(
+                    file, _file_format(kind, layout), chunk_bytes=settings.chunk_bytes,
+                    dedup=settings.dedup_keep, progress=advance,
+                ).report  # fmt: skip
+    except MovierecError as e:
+        raise _fail(e) from e
+    if report is not None or rejects is not None:
+        reject_path = rejects or (report.with_suffix(".rejects.jsonl") if report else None)
+        if reject_path is not None:
+            rep.write_rejects(reject_path)
+        if report is not None:
+            rep.write(report, settings.max_rejects_in_report)
+    _print_report(rep)
+    try:
+        rep.check_rate(max_reject_rate)
+    except MovierecError as e:
+        raise _fail(e, 3) from e
+
+
+def _print_report(rep: object) -> None:
+    from movierec.data.validate import ValidationReport
+
+    assert isinstance(rep, ValidationReport)
+    t = Table(title=f"{rep.source} ({rep.kind})")
+    for col in ("input", "clean", "rejected", "duplicates", "reject rate"):
+        t.add_column(col, justify="right")
+    t.add_row(str(rep.input_rows), str(rep.clean_rows), str(rep.reject_rows),
+              str(rep.duplicate_rows), f"{rep.reject_rate:.3%}")  # fmt: skip
+    out.print(t)
+    for r in rep.rejects[:10]:
+        out.print(f"  line {r.line}: [{r.field}] {r.reason}")
+    if len(rep.rejects) > 10:
+        out.print(f"  ... and {len(rep.rejects) - 10} more")
+
+
+class _bytes_progress:  # noqa: N801 - used as a context manager function
+    def __init__(self, label: str, total: int) -> None:
+        self.progress = Progress(
+            TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal,
+        )  # fmt: skip
+        self.task = self.progress.add_task(label, total=total)
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self.progress.__enter__()
+        return lambda n: self.progress.advance(self.task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="Release: ml-latest-small, ml-100k, ml-1m, ...")],
+) -> None:
+    """Download, verify (MD5 + zip CRC) and unpack an official release into the cache."""
+    from movierec.data.movielens import RELEASES, fetch_release
+
+    settings = get_settings()
+    if name not in RELEASES:
+        raise _fail(ValueError(f"unknown release {name!r}; known: {', '.join(RELEASES)}"))
+    progress = Progress(
+        TextColumn(f"{name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        console=err, transient=True,
+    )  # fmt: skip
+    task = progress.add_task("download", total=None)
+    try:
+        with progress:
+            path = fetch_release(
+                name, settings, progress=lambda done, total: progress.update(task, completed=done, total=total)
+            )  # fmt: skip
+    except MovierecError as e:
+        raise _fail(e) from e
+    out.print(f"{name}: {path}")
+
+
+@data_app.command("ingest")
+def data_ingest(
+    source: Annotated[str, typer.Argument(help="A release name or folder, or one file (with --kind).")],
+    kind: Annotated[str | None, typer.Option(help="Kind of a single file: ratings|movies|links|tags|events.")] = None,
+    layout: FormatOpt = "csv",
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of releases (default MOVIEREC_DATA_DIR).")] = None,
+    max_reject_rate: Annotated[float | None, typer.Option(help="Fail (exit 3), merging nothing, above this reject rate.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the JSON summary here.")] = None,
+    force: Annotated[bool, typer.Option(help="Merge even if this exact file was ingested before.")] = False,
+) -> None:  # fmt: skip
+    """Validate and merge data into the store (idempotent: a file ingested twice adds nothing)."""
+    from movierec.data.ingest import ingest_file, ingest_release
+    from movierec.data.movielens import resolve_dataset
+    from movierec.data.store import open_store
+    from movierec.errors import RejectRateExceededError
+
+    settings = get_settings()
+    try:
+        store = open_store(settings)
+        path = Path(source)
+        if path.is_file():
+            if kind is None:
+                raise typer.BadParameter("--kind is required for a single file")
+            summary = ingest_file(
+                store, path, kind, fmt=None if kind == "events" else _file_format(kind, layout),  # type: ignore[arg-type]
+                dedup=settings.dedup_keep, chunk_bytes=settings.chunk_bytes,
+                max_reject_rate=max_reject_rate, force=force,
+            )  # fmt: skip
+        else:
+            folder = resolve_dataset(source, settings, data_dir)
+            summary = ingest_release(
+                store, folder, dedup=settings.dedup_keep, chunk_bytes=settings.chunk_bytes,
+                max_reject_rate=max_reject_rate, force=force,
+            )  # fmt: skip
+    except RejectRateExceededError as e:
+        raise _fail(e, 3) from e
+    except MovierecError as e:
+        raise _fail(e) from e
+    t = Table(title="ingest")
+    for col in ("table", "rows in", "before", "after", "inserted", "skipped"):
+        t.add_column(col)
+    for c in summary.counts:
+        t.add_row(c.table, str(c.rows_in), str(c.rows_before), str(c.rows_after),
+                  str(c.inserted), "yes" if c.skipped else "")  # fmt: skip
+    out.print(t)
+    for rep in summary.reports:
+        if rep.reject_rows or rep.duplicate_rows:
+            _print_report(rep)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(summary.to_dict(settings.max_rejects_in_report), indent=2))
+
+
+@data_app.command("synth")
+def data_synth(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the release into.")],
+    ratings: Annotated[int, typer.Option(min=100, help="Exact number of ratings.")] = 1_000_000,
+    users: Annotated[int | None, typer.Option(help="Number of users (default ~ratings/160).")] = None,
+    movies: Annotated[int | None, typer.Option(help="Number of movies (default grows with sqrt(ratings)).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+) -> None:  # fmt: skip
+    """Generate a MovieLens-shaped synthetic release (ml-latest CSV layout)."""
+    from movierec.data.synthetic import SynthConfig, generate
+
+    config = SynthConfig(ratings=ratings, users=users, movies=movies, seed=seed)
+    progress = Progress(
+        TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    )
+    task = progress.add_task("ratings", total=ratings)
+    try:
+        with progress:
+            counts = generate(out_dir, config, progress=lambda n: progress.advance(task, n))
+    except ValueError as e:
+        raise _fail(e) from e
+    out.print(json.dumps(counts))
+
+
+@data_app.command("stats")
+def data_stats(
+    dataset: Annotated[str, typer.Option(help="Release name (ml-latest-small, ...) or folder.")] = "ml-latest-small",
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of releases (default MOVIEREC_DATA_DIR).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the statistics as JSON.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG: rating histogram and long tail.")] = None,
+) -> None:  # fmt: skip
+    """Counts, density, rating histogram and popularity long tail of a release."""
+    from movierec.data.movielens import load_release, resolve_dataset
+    from movierec.data.stats import dataset_stats, plot_stats
+
+    settings = get_settings()
+    try:
+        folder = resolve_dataset(dataset, settings, data_dir)
+        rel = load_release(folder, kinds=("ratings", "movies", "tags"),
+                           chunk_bytes=settings.chunk_bytes, dedup=settings.dedup_keep)  # fmt: skip
+    except MovierecError as e:
+        raise _fail(e) from e
+    ratings = rel.tables["ratings"].table
+    movies = rel.tables["movies"].table if "movies" in rel.tables else None
+    tags = rel.tables["tags"].table if "tags" in rel.tables else None
+    stats = {"dataset": dataset, "path": str(folder), "layout": rel.layout.name,
+             **dataset_stats(ratings, movies, tags)}  # fmt: skip
+    t = Table(title=f"{dataset} ({rel.layout.name} layout)")
+    t.add_column("statistic")
+    t.add_column("value", justify="right")
+    for key in ("ratings", "users", "movies", "rated_movies", "tags", "density", "rating_mean",
+                "top10pct_movies_share"):  # fmt: skip
+        v = stats[key]
+        t.add_row(key, f"{v:,.4f}" if isinstance(v, float) else f"{v:,}")
+    out.print(t)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(stats, indent=2))
+    if plot is not None:
+        plot_stats(ratings, stats, plot, dataset)
+        out.print(f"plot: {plot}")
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)

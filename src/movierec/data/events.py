@@ -1,0 +1,265 @@
+"""Parsing of the movie-streaming event log (the Kafka ``movielog`` format).
+
+Lines look like::
+
+    2024-03-01T10:15:02,4012,GET /data/m/the+matrix+1999/12.mpg
+    2024-03-01T10:16:40,4012,GET /rate/the+matrix+1999=4
+    2024-03-01T10:17:00,4012,recommendation request node7:8082, status 200, result: 1, 2, 3, 87 ms
+
+Each event keeps its own timestamp (not the time it was parsed). The movie is a MovieLens id
+or a title slug (``the+matrix+1999``) resolved through the movie catalog. Watch minutes of
+one (user, movie) aggregate into a *watch depth* (distinct minutes watched), usable as an
+implicit-feedback confidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from movierec.data.schema import CANONICAL, MIN_TIMESTAMP
+from movierec.data.validate import DedupKeep, Reject, ValidationReport, dedup_order
+
+logger = logging.getLogger(__name__)
+
+_LINE_RE = re.compile(r"^(?P<time>[^,]+),(?P<user>[^,]+),(?P<body>.*)$")
+_WATCH_RE = re.compile(r"^GET /data/m/(?P<movie>[^/\s]+)/(?P<minute>\d+)\.mpg\s*$")
+_RATE_RE = re.compile(r"^GET /rate/(?P<movie>[^=\s]+)=(?P<rating>\S+)\s*$")
+_RECO_RE = re.compile(
+    r"^recommendation request (?P<server>[^,]*), status (?P<status>\d+), "
+    r"result: (?P<result>.*?),\s*(?P<latency>\d+(?:\.\d+)?) ?ms\s*$"
+)
+_SLUG_RE = re.compile(r"[^a-z0-9]+")
+_ARTICLE_RE = re.compile(r"^(?P<name>.*), (?P<article>The|A|An|Les|La|Le|L'|Il|Das|Der|Die)$")
+
+WATCHES_SCHEMA = pa.schema(
+    [("user_id", pa.int32()), ("movie_id", pa.int32()),
+     ("minute", pa.int32()), ("timestamp", pa.int64())]
+)  # fmt: skip
+REQUESTS_SCHEMA = pa.schema(
+    [("user_id", pa.int32()), ("timestamp", pa.int64()), ("status", pa.int32()),
+     ("result", pa.string()), ("latency_ms", pa.float64())]
+)  # fmt: skip
+
+
+def title_slug(title: str) -> str:
+    """Slug of a MovieLens title as the stream writes it: ``"Matrix, The (1999)"`` -> ``the+matrix+1999``."""
+    t = title.strip()
+    year = ""
+    m = re.search(r"\((\d{4})\)\s*$", t)
+    if m:
+        year = m.group(1)
+        t = t[: m.start()].strip()
+    a = _ARTICLE_RE.match(t)
+    if a:
+        t = f"{a.group('article')} {a.group('name')}"
+    slug = _SLUG_RE.sub("+", t.lower()).strip("+")
+    return f"{slug}+{year}" if year else slug
+
+
+def slug_index(movies: pa.Table) -> dict[str, int]:
+    """Map title slugs to movie ids for a canonical movies table."""
+    return {
+        title_slug(t): int(i)
+        for i, t in zip(movies["movie_id"].to_pylist(), movies["title"].to_pylist(), strict=True)
+    }
+
+
+def parse_time(text: str) -> int:
+    """Parse an ISO-8601 time (UTC when no zone is given) or Unix seconds."""
+    s = text.strip()
+    if s.isdigit():
+        return int(s)
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp())
+
+
+@dataclass(frozen=True)
+class EventLog:
+    """Parsed events: watch minutes, ratings (canonical), recommendation requests, report."""
+
+    watches: pa.Table
+    ratings: pa.Table
+    requests: pa.Table
+    report: ValidationReport
+
+    def watch_depth(self) -> pa.Table:
+        """Aggregate watches into ``user_id, movie_id, rating, timestamp``.
+
+        ``rating`` holds the watch depth: the number of distinct minutes watched, and
+        ``timestamp`` the last watch event. Usable as implicit confidence.
+        """
+        return aggregate_watch_depth(self.watches)
+
+
+def aggregate_watch_depth(watches: pa.Table) -> pa.Table:
+    """Distinct minutes and last time per (user, movie) of a watch-minutes table."""
+    if watches.num_rows == 0:
+        return CANONICAL["ratings"].empty_table()
+    grouped = watches.group_by(["user_id", "movie_id"]).aggregate(
+        [("minute", "count_distinct"), ("timestamp", "max")]
+    )
+    table = pa.table(
+        {
+            "user_id": grouped["user_id"],
+            "movie_id": grouped["movie_id"],
+            "rating": grouped["minute_count_distinct"].cast(pa.float32()),
+            "timestamp": grouped["timestamp_max"],
+        }
+    )
+    return table.sort_by([("user_id", "ascending"), ("movie_id", "ascending")])
+
+
+def _resolve(movie: str, slugs: dict[str, int] | None) -> int | None:
+    if movie.isdigit():
+        return int(movie)
+    if slugs is None:
+        return None
+    return slugs.get(movie.lower())
+
+
+def parse_lines(
+    lines: Iterable[str],
+    *,
+    source: str = "<events>",
+    slugs: dict[str, int] | None = None,
+    dedup: DedupKeep = "latest",
+    now: int | None = None,
+) -> EventLog:
+    """Parse event-log lines; every unparseable line becomes a reject with its reason.
+
+    Args:
+        lines: Log lines (with or without line ends).
+        source: Name used in reject records.
+        slugs: Title slug -> movie id (see :func:`slug_index`); numeric movie ids need none.
+        dedup: Rule for repeated (user, movie) ratings, and repeated (user, movie, minute) watches.
+        now: Upper bound of plausible timestamps (default: now + 1 day).
+    """
+    upper = int(datetime.now(tz=UTC).timestamp()) + 86_400 if now is None else now
+    report = ValidationReport(source=source, kind="events")
+    rejects: list[Reject] = []
+    w_cols: tuple[list[int], list[int], list[int], list[int], list[int]] = ([], [], [], [], [])
+    r_cols: tuple[list[int], list[int], list[float], list[int], list[int]] = ([], [], [], [], [])
+    q_rows: list[tuple[int, int, int, str, float]] = []
+    for line_no, raw in enumerate(lines, start=1):
+        line = raw.rstrip("\r\n")
+        report.input_rows += 1
+
+        def bad(field: str, reason: str, _ln: int = line_no, _line: str = line) -> None:
+            rejects.append(Reject(source, _ln, field, reason, _line))
+
+        if not line.strip():
+            bad("*", "empty line")
+            continue
+        m = _LINE_RE.match(line)
+        if m is None:
+            bad("*", "not '<time>,<user>,<request>'")
+            continue
+        try:
+            ts = parse_time(m.group("time"))
+        except ValueError:
+            bad("time", f"unparseable time {m.group('time')[:40]!r}")
+            continue
+        if ts < MIN_TIMESTAMP or ts > upper:
+            bad("time", "timestamp outside the plausible range")
+            continue
+        user_s = m.group("user").strip()
+        if not user_s.isdigit() or not 0 < int(user_s) < 2**31:
+            bad("user", f"user id must be a positive integer, found {user_s[:40]!r}")
+            continue
+        user = int(user_s)
+        body = m.group("body").strip()
+        if (w := _WATCH_RE.match(body)) is not None:
+            movie = _resolve(w.group("movie"), slugs)
+            if movie is None or not 0 < movie < 2**31:
+                bad("movie", f"unknown movie {w.group('movie')[:60]!r}")
+                continue
+            for col, v in zip(w_cols, (user, movie, int(w.group("minute")), ts, line_no),
+                              strict=True):  # fmt: skip
+                col.append(v)
+        elif (r := _RATE_RE.match(body)) is not None:
+            movie = _resolve(r.group("movie"), slugs)
+            if movie is None or not 0 < movie < 2**31:
+                bad("movie", f"unknown movie {r.group('movie')[:60]!r}")
+                continue
+            try:
+                rating = float(r.group("rating"))
+            except ValueError:
+                bad("rating", f"not a number: {r.group('rating')[:20]!r}")
+                continue
+            if not 0.5 <= rating <= 5.0 or rating * 2 != round(rating * 2):
+                bad("rating", "rating must be in [0.5, 5] in half steps")
+                continue
+            for rc, rv in zip(r_cols, (user, movie, rating, ts, line_no), strict=True):
+                rc.append(rv)  # type: ignore[arg-type]
+        elif (q := _RECO_RE.match(body)) is not None:
+            q_rows.append(
+                (user, ts, int(q.group("status")), q.group("result").strip(),
+                 float(q.group("latency")))
+            )  # fmt: skip
+        else:
+            bad("request", f"unknown request {body[:60]!r}")
+    watches = pa.table(
+        {n: pa.array(c) for n, c in zip(WATCHES_SCHEMA.names, w_cols[:4], strict=True)}
+    ).cast(WATCHES_SCHEMA) if w_cols[0] else WATCHES_SCHEMA.empty_table()  # fmt: skip
+    ratings = pa.table(
+        {n: pa.array(c) for n, c in zip(CANONICAL["ratings"].names, r_cols[:4], strict=True)}
+    ).cast(CANONICAL["ratings"]) if r_cols[0] else CANONICAL["ratings"].empty_table()  # fmt: skip
+    dup_rejects: list[Reject] = []
+    if ratings.num_rows > 1:
+        lines_arr = np.asarray(r_cols[4], dtype=np.int64)
+        keys = (ratings["user_id"].to_numpy().astype(np.int64) << 32) | ratings[
+            "movie_id"
+        ].to_numpy().astype(np.int64)
+        kept, dropped, winners = dedup_order(keys, ratings["timestamp"].to_numpy(), lines_arr, dedup)
+        dup_rejects = [
+            Reject(source, int(lines_arr[d]), "user_id,movie_id",
+                   f"duplicate rating; superseded by line {int(lines_arr[w])} ({dedup} wins)", "")
+            for d, w in zip(dropped, winners, strict=True)
+        ]  # fmt: skip
+        ratings = ratings.take(kept)
+    requests = (
+        pa.table({n: pa.array([r[k] for r in q_rows]) for k, n in enumerate(REQUESTS_SCHEMA.names)})
+        .cast(REQUESTS_SCHEMA)
+        if q_rows
+        else REQUESTS_SCHEMA.empty_table()
+    )
+    report.rejects = rejects + sorted(dup_rejects, key=lambda r: r.line)
+    report.reject_rows = len(rejects)
+    report.duplicate_rows = len(dup_rejects)
+    report.clean_rows = report.input_rows - report.reject_rows - report.duplicate_rows
+    report.dedup_rule = (
+        f"ratings: one per (user, movie), {dedup} wins; watches: distinct minutes per (user, movie)"
+    )
+    return EventLog(watches, ratings, requests, report)
+
+
+def parse_event_file(
+    path: Path, *, slugs: dict[str, int] | None = None, dedup: DedupKeep = "latest"
+) -> EventLog:
+    """Parse an event-log file (UTF-8; undecodable bytes make their line a reject)."""
+    lines: list[str] = []
+    undecodable: list[int] = []
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                lines.append("\x00")  # placeholder, replaced by a reject below
+                undecodable.append(n)
+    log = parse_lines(lines, source=str(path), slugs=slugs, dedup=dedup)
+    if undecodable:
+        bad = set(undecodable)
+        kept = [r for r in log.report.rejects if r.line not in bad]
+        kept += [Reject(str(path), n, "*", "undecodable bytes (not utf-8)", "") for n in undecodable]
+        log.report.rejects = sorted(kept, key=lambda r: r.line)
+    return log

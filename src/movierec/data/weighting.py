@@ -1,0 +1,75 @@
+"""Weightings of a user×item matrix: pure functions returning a new CSR matrix."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+WeightingName = Literal["none", "binary", "threshold", "confidence", "bm25", "tfidf", "time_decay"]
+
+
+def _with_data(x: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
+    return sp.csr_matrix((data.astype(np.float32), x.indices, x.indptr), shape=x.shape)
+
+
+def binary(x: sp.csr_matrix) -> sp.csr_matrix:
+    """Every stored interaction becomes 1."""
+    return _with_data(x, np.ones_like(x.data, dtype=np.float32))
+
+
+def threshold(x: sp.csr_matrix, min_value: float) -> sp.csr_matrix:
+    """Keep interactions with value >= ``min_value`` as 1; drop the others."""
+    y = _with_data(x, (x.data >= min_value).astype(np.float32))
+    y.eliminate_zeros()
+    return y
+
+
+def confidence(x: sp.csr_matrix, alpha: float) -> sp.csr_matrix:
+    """Hu-Koren-Volinsky confidence ``1 + alpha * value``."""
+    return _with_data(x, 1.0 + alpha * x.data.astype(np.float64))
+
+
+def _item_df(x: sp.csr_matrix) -> np.ndarray:
+    return np.bincount(x.indices, minlength=x.shape[1]).astype(np.float64)
+
+
+def _row_of_entries(x: sp.csr_matrix) -> np.ndarray:
+    return np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+
+
+def bm25(x: sp.csr_matrix, k1: float = 100.0, b: float = 0.8) -> sp.csr_matrix:
+    """Okapi BM25 over users as documents and items as terms (as ``implicit.nearest_neighbours``).
+
+    ``w = v (k1 + 1) / (k1 · norm_u + v) · idf_i`` with ``idf_i = log N - log(1 + df_i)`` and
+    ``norm_u = (1 - b) + b · len_u / mean(len)``.
+    """
+    n = float(x.shape[0])
+    idf = np.log(max(n, 1.0)) - np.log1p(_item_df(x))
+    lengths = np.asarray(x.sum(axis=1)).ravel()
+    avg = lengths.mean() if lengths.size and lengths.mean() > 0 else 1.0
+    norm = (1.0 - b) + b * lengths / avg
+    rows = _row_of_entries(x)
+    v = x.data.astype(np.float64)
+    data = v * (k1 + 1.0) / (k1 * norm[rows] + v) * idf[x.indices]
+    return _with_data(x, data)
+
+
+def tfidf(x: sp.csr_matrix) -> sp.csr_matrix:
+    """TF-IDF: ``sqrt(v) · (log N - log(1 + df_i))``."""
+    n = float(x.shape[0])
+    idf = np.log(max(n, 1.0)) - np.log1p(_item_df(x))
+    return _with_data(x, np.sqrt(x.data.astype(np.float64)) * idf[x.indices])
+
+
+def time_decay(
+    x: sp.csr_matrix, timestamps: np.ndarray, half_life_days: float, now: int | None = None
+) -> sp.csr_matrix:
+    """Multiply each value by ``0.5 ** (age / half_life)``; age from ``now`` (default: newest)."""
+    if half_life_days <= 0:
+        raise ValueError("half_life_days must be positive")
+    ts = np.asarray(timestamps, dtype=np.float64)
+    ref = float(ts.max()) if now is None and ts.size else float(now or 0)
+    age_days = np.maximum(ref - ts, 0.0) / 86_400.0
+    return _with_data(x, x.data.astype(np.float64) * np.power(0.5, age_days / half_life_days))

@@ -1,0 +1,91 @@
+"""The one settings class of movierec (environment prefix ``MOVIEREC_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GROUPLENS_MIRROR = "https://files.grouplens.org/datasets/movielens"
+
+
+class Settings(BaseSettings):
+    """Every knob of movierec, read from ``MOVIEREC_*`` variables or a ``.env`` file.
+
+    All state lives under :attr:`home`: the data store, downloaded releases, model bundles,
+    the MLflow database, the feedback database and logs.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MOVIEREC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(default=Path(".movierec"), description="Root folder of all state.")
+    data_dir: Path | None = Field(
+        default=None,
+        description="Folder holding MovieLens releases, one subfolder per release "
+        "named as GroupLens names it (ml-latest-small/, ml-100k/, ml-1m/, ...).",
+    )
+    mirror: str = Field(
+        default=GROUPLENS_MIRROR, description="Base URL that serves <release>.zip and .zip.md5."
+    )
+    offline: bool = Field(default=False, description="Never try to download a release.")
+    require_checksum: bool = Field(
+        default=True, description="Refuse a downloaded zip whose checksum cannot be checked."
+    )
+    download_timeout_s: float = Field(default=60.0, gt=0)
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of a PostgreSQL / MySQL store; unset = embedded Parquet+DuckDB.",
+    )
+    dedup_keep: Literal["latest", "first"] = Field(
+        default="latest",
+        description="Which event wins for a repeated (user, movie): the latest by timestamp "
+        "(ties: the later line) or the first seen.",
+    )
+    chunk_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Bytes read per validation chunk."
+    )
+    max_rejects_in_report: int = Field(
+        default=10_000, ge=0, description="Rejects listed in a JSON report (all go to the file)."
+    )
+    log_level: str = Field(default="WARNING", description="Logging level of the CLI.")
+
+    @property
+    def store_dir(self) -> Path:
+        """Folder of the embedded Parquet store."""
+        return self.home / "store"
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Cache of downloaded MovieLens releases."""
+        return self.home / "datasets"
+
+    @property
+    def bundles_dir(self) -> Path:
+        """Published model bundles and the ``CURRENT`` pointer."""
+        return self.home / "bundles"
+
+    @property
+    def mlflow_db(self) -> Path:
+        """The embedded MLflow sqlite database."""
+        return self.home / "mlflow.db"
+
+    @property
+    def feedback_db(self) -> Path:
+        """The embedded feedback database (SQLite, WAL mode)."""
+        return self.home / "feedback.db"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Log files and reject reports."""
+        return self.home / "logs"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings (cached; call ``get_settings.cache_clear()`` in tests)."""
+    return Settings()
