@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -25,12 +27,20 @@ from rich.table import Table
 from movierec.errors import MovierecError
 from movierec.settings import get_settings
 
+if TYPE_CHECKING:
+    from movierec.data.ingest import FileKind
+    from movierec.data.schema import FileFormat
+
+FILE_KINDS = ("ratings", "movies", "links", "tags", "events")
+
 app = typer.Typer(
     help="movierec: local-first movie recommendations (data, models, service).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Fetch, validate, ingest, generate and describe data.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Fetch, validate, ingest, generate and describe data.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 
 err = Console(stderr=True)
@@ -49,25 +59,27 @@ def _setup(
 
 
 def _fail(e: Exception, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {e}")
+    err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
     return typer.Exit(code)
 
 
-KindOpt = Annotated[
-    str, typer.Option("--kind", help="ratings | movies | links | tags | events")
-]  # fmt: skip
+KindOpt = Annotated[str, typer.Option("--kind", help="ratings | movies | links | tags | events")]
 FormatOpt = Annotated[
-    str, typer.Option("--format", help="Layout of the file: csv (ml-latest, ml-20m...), dat "
-                      "(ml-1m, ml-10m), ml-100k (u.data / u.item).")
-]  # fmt: skip
+    str,
+    typer.Option(
+        "--format",
+        help="Layout of the file: csv (ml-latest, ml-20m...), dat "
+        "(ml-1m, ml-10m), ml-100k (u.data / u.item).",
+    ),
+]
 
 
-def _file_format(kind: str, layout: str):  # type: ignore[no-untyped-def]
+def _file_format(kind: str, layout: str) -> FileFormat:
     from movierec.data.movielens import LAYOUT_FILES
 
     if layout not in LAYOUT_FILES:
         raise typer.BadParameter(f"unknown format {layout!r}; use csv, dat or ml-100k")
-    for _, fmt, _ in LAYOUT_FILES[layout]:  # type: ignore[index]
+    for _, fmt, _ in LAYOUT_FILES[layout]:
         if fmt.kind == kind:
             return fmt
     raise typer.BadParameter(f"format {layout} has no {kind} file")
@@ -79,8 +91,9 @@ def data_validate(
     kind: KindOpt = "ratings",
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     rejects: Annotated[
-        Path | None, typer.Option(help="Write every reject (JSON lines) here; default: beside the report.")
-    ] = None,  # fmt: skip
+        Path | None,
+        typer.Option(help="Write every reject (JSON lines) here; default: beside the report."),
+    ] = None,
     max_reject_rate: Annotated[
         float | None, typer.Option(help="Fail (exit 3) when more than this fraction is rejected.")
     ] = None,
@@ -100,9 +113,12 @@ def data_validate(
                 advance(file.stat().st_size)
             else:
                 rep = validate_file(
-                    file, _file_format(kind, layout), chunk_bytes=settings.chunk_bytes,
-                    dedup=settings.dedup_keep, progress=advance,
-                ).report  # fmt: skip
+                    file,
+                    _file_format(kind, layout),
+                    chunk_bytes=settings.chunk_bytes,
+                    dedup=settings.dedup_keep,
+                    progress=advance,
+                ).report
     except MovierecError as e:
         raise _fail(e) from e
     if report is not None or rejects is not None:
@@ -125,11 +141,16 @@ def _print_report(rep: object) -> None:
     t = Table(title=f"{rep.source} ({rep.kind})")
     for col in ("input", "clean", "rejected", "duplicates", "reject rate"):
         t.add_column(col, justify="right")
-    t.add_row(str(rep.input_rows), str(rep.clean_rows), str(rep.reject_rows),
-              str(rep.duplicate_rows), f"{rep.reject_rate:.3%}")  # fmt: skip
+    t.add_row(
+        str(rep.input_rows),
+        str(rep.clean_rows),
+        str(rep.reject_rows),
+        str(rep.duplicate_rows),
+        f"{rep.reject_rate:.3%}",
+    )
     out.print(t)
     for r in rep.rejects[:10]:
-        out.print(f"  line {r.line}: [{r.field}] {r.reason}")
+        out.print(f"  line {r.line}: \\[{escape(r.field)}] {escape(r.reason)}", soft_wrap=True)
     if len(rep.rejects) > 10:
         out.print(f"  ... and {len(rep.rejects) - 10} more")
 
@@ -137,12 +158,18 @@ def _print_report(rep: object) -> None:
 class _bytes_progress:  # noqa: N801 - used as a context manager function
     def __init__(self, label: str, total: int) -> None:
         self.progress = Progress(
-            TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal,
-        )  # fmt: skip
+            TextColumn(label),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        )
         self.task = self.progress.add_task(label, total=total)
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Callable[[int], None]:
         self.progress.__enter__()
         return lambda n: self.progress.advance(self.task, n)
 
@@ -161,15 +188,21 @@ def data_fetch(
     if name not in RELEASES:
         raise _fail(ValueError(f"unknown release {name!r}; known: {', '.join(RELEASES)}"))
     progress = Progress(
-        TextColumn(f"{name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        console=err, transient=True,
-    )  # fmt: skip
+        TextColumn(f"{name}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    )
     task = progress.add_task("download", total=None)
     try:
         with progress:
             path = fetch_release(
-                name, settings, progress=lambda done, total: progress.update(task, completed=done, total=total)
-            )  # fmt: skip
+                name,
+                settings,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
     except MovierecError as e:
         raise _fail(e) from e
     out.print(f"{name}: {path}")
@@ -177,14 +210,24 @@ def data_fetch(
 
 @data_app.command("ingest")
 def data_ingest(
-    source: Annotated[str, typer.Argument(help="A release name or folder, or one file (with --kind).")],
-    kind: Annotated[str | None, typer.Option(help="Kind of a single file: ratings|movies|links|tags|events.")] = None,
+    source: Annotated[
+        str, typer.Argument(help="A release name or folder, or one file (with --kind).")
+    ],
+    kind: Annotated[
+        str | None, typer.Option(help="Kind of a single file: ratings|movies|links|tags|events.")
+    ] = None,
     layout: FormatOpt = "csv",
-    data_dir: Annotated[Path | None, typer.Option(help="Folder of releases (default MOVIEREC_DATA_DIR).")] = None,
-    max_reject_rate: Annotated[float | None, typer.Option(help="Fail (exit 3), merging nothing, above this reject rate.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder of releases (default MOVIEREC_DATA_DIR).")
+    ] = None,
+    max_reject_rate: Annotated[
+        float | None, typer.Option(help="Fail (exit 3), merging nothing, above this reject rate.")
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Write the JSON summary here.")] = None,
-    force: Annotated[bool, typer.Option(help="Merge even if this exact file was ingested before.")] = False,
-) -> None:  # fmt: skip
+    force: Annotated[
+        bool, typer.Option(help="Merge even if this exact file was ingested before.")
+    ] = False,
+) -> None:
     """Validate and merge data into the store (idempotent: a file ingested twice adds nothing)."""
     from movierec.data.ingest import ingest_file, ingest_release
     from movierec.data.movielens import resolve_dataset
@@ -196,19 +239,28 @@ def data_ingest(
         store = open_store(settings)
         path = Path(source)
         if path.is_file():
-            if kind is None:
-                raise typer.BadParameter("--kind is required for a single file")
+            if kind not in FILE_KINDS:
+                raise typer.BadParameter(f"--kind must be one of {', '.join(FILE_KINDS)}")
             summary = ingest_file(
-                store, path, kind, fmt=None if kind == "events" else _file_format(kind, layout),  # type: ignore[arg-type]
-                dedup=settings.dedup_keep, chunk_bytes=settings.chunk_bytes,
-                max_reject_rate=max_reject_rate, force=force,
-            )  # fmt: skip
+                store,
+                path,
+                cast("FileKind", kind),
+                fmt=None if kind == "events" else _file_format(kind, layout),
+                dedup=settings.dedup_keep,
+                chunk_bytes=settings.chunk_bytes,
+                max_reject_rate=max_reject_rate,
+                force=force,
+            )
         else:
             folder = resolve_dataset(source, settings, data_dir)
             summary = ingest_release(
-                store, folder, dedup=settings.dedup_keep, chunk_bytes=settings.chunk_bytes,
-                max_reject_rate=max_reject_rate, force=force,
-            )  # fmt: skip
+                store,
+                folder,
+                dedup=settings.dedup_keep,
+                chunk_bytes=settings.chunk_bytes,
+                max_reject_rate=max_reject_rate,
+                force=force,
+            )
     except RejectRateExceededError as e:
         raise _fail(e, 3) from e
     except MovierecError as e:
@@ -217,8 +269,14 @@ def data_ingest(
     for col in ("table", "rows in", "before", "after", "inserted", "skipped"):
         t.add_column(col)
     for c in summary.counts:
-        t.add_row(c.table, str(c.rows_in), str(c.rows_before), str(c.rows_after),
-                  str(c.inserted), "yes" if c.skipped else "")  # fmt: skip
+        t.add_row(
+            c.table,
+            str(c.rows_in),
+            str(c.rows_before),
+            str(c.rows_after),
+            str(c.inserted),
+            "yes" if c.skipped else "",
+        )
     out.print(t)
     for rep in summary.reports:
         if rep.reject_rows or rep.duplicate_rows:
@@ -232,10 +290,14 @@ def data_ingest(
 def data_synth(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the release into.")],
     ratings: Annotated[int, typer.Option(min=100, help="Exact number of ratings.")] = 1_000_000,
-    users: Annotated[int | None, typer.Option(help="Number of users (default ~ratings/160).")] = None,
-    movies: Annotated[int | None, typer.Option(help="Number of movies (default grows with sqrt(ratings)).")] = None,
+    users: Annotated[
+        int | None, typer.Option(help="Number of users (default ~ratings/160).")
+    ] = None,
+    movies: Annotated[
+        int | None, typer.Option(help="Number of movies (default grows with sqrt(ratings)).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-) -> None:  # fmt: skip
+) -> None:
     """Generate a MovieLens-shaped synthetic release (ml-latest CSV layout)."""
     from movierec.data.synthetic import SynthConfig, generate
 
@@ -254,11 +316,19 @@ def data_synth(
 
 @data_app.command("stats")
 def data_stats(
-    dataset: Annotated[str, typer.Option(help="Release name (ml-latest-small, ...) or folder.")] = "ml-latest-small",
-    data_dir: Annotated[Path | None, typer.Option(help="Folder of releases (default MOVIEREC_DATA_DIR).")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the statistics as JSON.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write a PNG: rating histogram and long tail.")] = None,
-) -> None:  # fmt: skip
+    dataset: Annotated[
+        str, typer.Option(help="Release name (ml-latest-small, ...) or folder.")
+    ] = "ml-latest-small",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder of releases (default MOVIEREC_DATA_DIR).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the statistics as JSON.")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a PNG: rating histogram and long tail.")
+    ] = None,
+) -> None:
     """Counts, density, rating histogram and popularity long tail of a release."""
     from movierec.data.movielens import load_release, resolve_dataset
     from movierec.data.stats import dataset_stats, plot_stats
@@ -266,20 +336,36 @@ def data_stats(
     settings = get_settings()
     try:
         folder = resolve_dataset(dataset, settings, data_dir)
-        rel = load_release(folder, kinds=("ratings", "movies", "tags"),
-                           chunk_bytes=settings.chunk_bytes, dedup=settings.dedup_keep)  # fmt: skip
+        rel = load_release(
+            folder,
+            kinds=("ratings", "movies", "tags"),
+            chunk_bytes=settings.chunk_bytes,
+            dedup=settings.dedup_keep,
+        )
     except MovierecError as e:
         raise _fail(e) from e
     ratings = rel.tables["ratings"].table
     movies = rel.tables["movies"].table if "movies" in rel.tables else None
     tags = rel.tables["tags"].table if "tags" in rel.tables else None
-    stats = {"dataset": dataset, "path": str(folder), "layout": rel.layout.name,
-             **dataset_stats(ratings, movies, tags)}  # fmt: skip
+    stats = {
+        "dataset": dataset,
+        "path": str(folder),
+        "layout": rel.layout.name,
+        **dataset_stats(ratings, movies, tags),
+    }
     t = Table(title=f"{dataset} ({rel.layout.name} layout)")
     t.add_column("statistic")
     t.add_column("value", justify="right")
-    for key in ("ratings", "users", "movies", "rated_movies", "tags", "density", "rating_mean",
-                "top10pct_movies_share"):  # fmt: skip
+    for key in (
+        "ratings",
+        "users",
+        "movies",
+        "rated_movies",
+        "tags",
+        "density",
+        "rating_mean",
+        "top10pct_movies_share",
+    ):
         v = stats[key]
         t.add_row(key, f"{v:,.4f}" if isinstance(v, float) else f"{v:,}")
     out.print(t)

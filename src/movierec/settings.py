@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     download_timeout_s: float = Field(default=60.0, gt=0)
     database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL of a PostgreSQL / MySQL store; unset = embedded Parquet+DuckDB.",
+        description="SQLAlchemy URL of a PostgreSQL / MySQL store; "
+        "unset = embedded Parquet + DuckDB.",
     )
     dedup_keep: Literal["latest", "first"] = Field(
         default="latest",

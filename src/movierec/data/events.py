@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,17 +41,29 @@ _SLUG_RE = re.compile(r"[^a-z0-9]+")
 _ARTICLE_RE = re.compile(r"^(?P<name>.*), (?P<article>The|A|An|Les|La|Le|L'|Il|Das|Der|Die)$")
 
 WATCHES_SCHEMA = pa.schema(
-    [("user_id", pa.int32()), ("movie_id", pa.int32()),
-     ("minute", pa.int32()), ("timestamp", pa.int64())]
-)  # fmt: skip
+    [
+        ("user_id", pa.int32()),
+        ("movie_id", pa.int32()),
+        ("minute", pa.int32()),
+        ("timestamp", pa.int64()),
+    ]
+)
 REQUESTS_SCHEMA = pa.schema(
-    [("user_id", pa.int32()), ("timestamp", pa.int64()), ("status", pa.int32()),
-     ("result", pa.string()), ("latency_ms", pa.float64())]
-)  # fmt: skip
+    [
+        ("user_id", pa.int32()),
+        ("timestamp", pa.int64()),
+        ("status", pa.int32()),
+        ("result", pa.string()),
+        ("latency_ms", pa.float64()),
+    ]
+)
 
 
 def title_slug(title: str) -> str:
-    """Slug of a MovieLens title as the stream writes it: ``"Matrix, The (1999)"`` -> ``the+matrix+1999``."""
+    """Slug of a title as the stream writes it.
+
+    ``"Matrix, The (1999)"`` becomes ``the+matrix+1999``.
+    """
     t = title.strip()
     year = ""
     m = re.search(r"\((\d{4})\)\s*$", t)
@@ -147,8 +160,9 @@ def parse_lines(
     upper = int(datetime.now(tz=UTC).timestamp()) + 86_400 if now is None else now
     report = ValidationReport(source=source, kind="events")
     rejects: list[Reject] = []
-    w_cols: tuple[list[int], list[int], list[int], list[int], list[int]] = ([], [], [], [], [])
-    r_cols: tuple[list[int], list[int], list[float], list[int], list[int]] = ([], [], [], [], [])
+    w_rows: list[tuple[int, int, int, int]] = []
+    r_rows: list[tuple[int, int, float, int]] = []
+    r_lines: list[int] = []
     q_rows: list[tuple[int, int, int, str, float]] = []
     for line_no, raw in enumerate(lines, start=1):
         line = raw.rstrip("\r\n")
@@ -183,9 +197,7 @@ def parse_lines(
             if movie is None or not 0 < movie < 2**31:
                 bad("movie", f"unknown movie {w.group('movie')[:60]!r}")
                 continue
-            for col, v in zip(w_cols, (user, movie, int(w.group("minute")), ts, line_no),
-                              strict=True):  # fmt: skip
-                col.append(v)
+            w_rows.append((user, movie, int(w.group("minute")), ts))
         elif (r := _RATE_RE.match(body)) is not None:
             movie = _resolve(r.group("movie"), slugs)
             if movie is None or not 0 < movie < 2**31:
@@ -199,37 +211,46 @@ def parse_lines(
             if not 0.5 <= rating <= 5.0 or rating * 2 != round(rating * 2):
                 bad("rating", "rating must be in [0.5, 5] in half steps")
                 continue
-            for rc, rv in zip(r_cols, (user, movie, rating, ts, line_no), strict=True):
-                rc.append(rv)  # type: ignore[arg-type]
+            r_rows.append((user, movie, rating, ts))
+            r_lines.append(line_no)
         elif (q := _RECO_RE.match(body)) is not None:
             q_rows.append(
-                (user, ts, int(q.group("status")), q.group("result").strip(),
-                 float(q.group("latency")))
-            )  # fmt: skip
+                (
+                    user,
+                    ts,
+                    int(q.group("status")),
+                    q.group("result").strip(),
+                    float(q.group("latency")),
+                )
+            )
         else:
             bad("request", f"unknown request {body[:60]!r}")
-    watches = pa.table(
-        {n: pa.array(c) for n, c in zip(WATCHES_SCHEMA.names, w_cols[:4], strict=True)}
-    ).cast(WATCHES_SCHEMA) if w_cols[0] else WATCHES_SCHEMA.empty_table()  # fmt: skip
-    ratings = pa.table(
-        {n: pa.array(c) for n, c in zip(CANONICAL["ratings"].names, r_cols[:4], strict=True)}
-    ).cast(CANONICAL["ratings"]) if r_cols[0] else CANONICAL["ratings"].empty_table()  # fmt: skip
+    watches = _rows_table(w_rows, WATCHES_SCHEMA)
+    ratings = _rows_table(r_rows, CANONICAL["ratings"])
     dup_rejects: list[Reject] = []
     if ratings.num_rows > 1:
-        lines_arr = np.asarray(r_cols[4], dtype=np.int64)
+        lines_arr = np.asarray(r_lines, dtype=np.int64)
         keys = (ratings["user_id"].to_numpy().astype(np.int64) << 32) | ratings[
             "movie_id"
         ].to_numpy().astype(np.int64)
-        kept, dropped, winners = dedup_order(keys, ratings["timestamp"].to_numpy(), lines_arr, dedup)
+        kept, dropped, winners = dedup_order(
+            keys, ratings["timestamp"].to_numpy(), lines_arr, dedup
+        )
         dup_rejects = [
-            Reject(source, int(lines_arr[d]), "user_id,movie_id",
-                   f"duplicate rating; superseded by line {int(lines_arr[w])} ({dedup} wins)", "")
+            Reject(
+                source,
+                int(lines_arr[d]),
+                "user_id,movie_id",
+                f"duplicate rating; superseded by line {int(lines_arr[w])} ({dedup} wins)",
+                "",
+            )
             for d, w in zip(dropped, winners, strict=True)
-        ]  # fmt: skip
+        ]
         ratings = ratings.take(kept)
     requests = (
-        pa.table({n: pa.array([r[k] for r in q_rows]) for k, n in enumerate(REQUESTS_SCHEMA.names)})
-        .cast(REQUESTS_SCHEMA)
+        pa.table(
+            {n: pa.array([r[k] for r in q_rows]) for k, n in enumerate(REQUESTS_SCHEMA.names)}
+        ).cast(REQUESTS_SCHEMA)
         if q_rows
         else REQUESTS_SCHEMA.empty_table()
     )
@@ -241,6 +262,15 @@ def parse_lines(
         f"ratings: one per (user, movie), {dedup} wins; watches: distinct minutes per (user, movie)"
     )
     return EventLog(watches, ratings, requests, report)
+
+
+def _rows_table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    if not rows:
+        return schema.empty_table()
+    columns = list(zip(*rows, strict=True))
+    return pa.table({n: pa.array(c) for n, c in zip(schema.names, columns, strict=True)}).cast(
+        schema
+    )
 
 
 def parse_event_file(
@@ -260,6 +290,8 @@ def parse_event_file(
     if undecodable:
         bad = set(undecodable)
         kept = [r for r in log.report.rejects if r.line not in bad]
-        kept += [Reject(str(path), n, "*", "undecodable bytes (not utf-8)", "") for n in undecodable]
+        kept += [
+            Reject(str(path), n, "*", "undecodable bytes (not utf-8)", "") for n in undecodable
+        ]
         log.report.rejects = sorted(kept, key=lambda r: r.line)
     return log

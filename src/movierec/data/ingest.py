@@ -66,12 +66,16 @@ def ingest_file(
     summary = IngestSummary()
     if kind == "events":
         movies = store.read("movies")
-        log = parse_event_file(path, slugs=slug_index(movies) if movies.num_rows else None,
-                               dedup=dedup)  # fmt: skip
+        log = parse_event_file(
+            path, slugs=slug_index(movies) if movies.num_rows else None, dedup=dedup
+        )
         log.report.check_rate(max_reject_rate)
         summary.reports.append(log.report)
-        for name, table in (("ratings", log.ratings), ("watches", log.watches),
-                            ("requests", log.requests)):  # fmt: skip
+        for name, table in (
+            ("ratings", log.ratings),
+            ("watches", log.watches),
+            ("requests", log.requests),
+        ):
             summary.counts.append(
                 store.ingest(name, table, source=str(path), digest=digest, force=force)
             )
@@ -104,8 +108,16 @@ def ingest_release(
         if kind not in layout.files:
             continue
         path, fmt = layout.files[kind]
-        part = ingest_file(store, path, kind, fmt=fmt, dedup=dedup, chunk_bytes=chunk_bytes,
-                           max_reject_rate=max_reject_rate, force=force)  # fmt: skip
+        part = ingest_file(
+            store,
+            path,
+            kind,
+            fmt=fmt,
+            dedup=dedup,
+            chunk_bytes=chunk_bytes,
+            max_reject_rate=max_reject_rate,
+            force=force,
+        )
         summary.reports += part.reports
         summary.counts += part.counts
     return summary

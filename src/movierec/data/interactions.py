@@ -1,4 +1,4 @@
-"""The frozen model input: a user×item CSR matrix with timestamps, vocabularies and a fingerprint."""
+"""The frozen model input: user×item CSR values, timestamps, vocabularies, fingerprint."""
 
 from __future__ import annotations
 
@@ -154,5 +154,5 @@ class InteractionData:
             users.ids,
             items.ids,
         ):
-            h.update(np.ascontiguousarray(a).view(np.uint8))
+            h.update(np.ascontiguousarray(a).data)
         return Fingerprint(h.hexdigest(), int(matrix.nnz), len(users), len(items))

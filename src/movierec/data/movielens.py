@@ -94,9 +94,7 @@ class Layout:
 def _layout_in(folder: Path) -> Layout | None:
     for name, specs in LAYOUT_FILES.items():
         if all((folder / f).is_file() for f, _, required in specs if required):
-            files = {
-                fmt.kind: (folder / f, fmt) for f, fmt, _ in specs if (folder / f).is_file()
-            }
+            files = {fmt.kind: (folder / f, fmt) for f, fmt, _ in specs if (folder / f).is_file()}
             return Layout(name, folder, files)
     return None
 
@@ -153,8 +151,9 @@ def resolve_dataset(name: str, settings: Settings, data_dir: Path | None = None)
     try:
         return fetch_release(name, settings)
     except DownloadError as e:
-        raise DatasetUnavailableError(f"{name} is not on disk and could not be downloaded "
-                                      f"({e}): {hint}") from e  # fmt: skip
+        raise DatasetUnavailableError(
+            f"{name} is not on disk and could not be downloaded ({e}): {hint}"
+        ) from e
 
 
 _MD5_RE = re.compile(r"\b([0-9a-fA-F]{32})\b")
@@ -218,7 +217,11 @@ def fetch_release(name: str, settings: Settings, progress: ProgressFn | None = N
                 with client.stream("GET", url) as resp:
                     if resp.status_code != 200:
                         raise DownloadError(f"GET {url} answered HTTP {resp.status_code}")
-                    total = int(resp.headers["content-length"]) if "content-length" in resp.headers else None
+                    total = (
+                        int(resp.headers["content-length"])
+                        if "content-length" in resp.headers
+                        else None
+                    )
                     done = 0
                     with part.open("wb") as f:
                         for chunk in resp.iter_bytes(1 << 20):
@@ -270,7 +273,10 @@ def load_release(
     chunk_bytes: int = 64 * 1024 * 1024,
     dedup: DedupKeep = "latest",
 ) -> LoadedRelease:
-    """Validate the files of a release folder into canonical tables (absent optional files skipped)."""
+    """Validate the files of a release folder into canonical tables.
+
+    Optional files (links, tags) that are absent are skipped.
+    """
     layout = detect_layout(folder)
     tables: dict[TableKind, ValidatedTable] = {}
     for kind in kinds:

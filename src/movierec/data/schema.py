@@ -25,28 +25,56 @@ MIN_TIMESTAMP = 788_918_400
 MAX_ID = 2**31 - 1
 
 ML100K_GENRES: tuple[str, ...] = (
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-    "Romance", "Sci-Fi", "Thriller", "War", "Western",
-)  # fmt: skip
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 
 CANONICAL: dict[TableKind, pa.Schema] = {
     "ratings": pa.schema(
-        [("user_id", pa.int32()), ("movie_id", pa.int32()),
-         ("rating", pa.float32()), ("timestamp", pa.int64())]
+        [
+            ("user_id", pa.int32()),
+            ("movie_id", pa.int32()),
+            ("rating", pa.float32()),
+            ("timestamp", pa.int64()),
+        ]
     ),
     "movies": pa.schema(
-        [("movie_id", pa.int32()), ("title", pa.string()),
-         ("year", pa.int16()), ("genres", pa.list_(pa.string()))]
+        [
+            ("movie_id", pa.int32()),
+            ("title", pa.string()),
+            ("year", pa.int16()),
+            ("genres", pa.list_(pa.string())),
+        ]
     ),
     "links": pa.schema(
         [("movie_id", pa.int32()), ("imdb_id", pa.string()), ("tmdb_id", pa.int64())]
     ),
     "tags": pa.schema(
-        [("user_id", pa.int32()), ("movie_id", pa.int32()),
-         ("tag", pa.string()), ("timestamp", pa.int64())]
+        [
+            ("user_id", pa.int32()),
+            ("movie_id", pa.int32()),
+            ("tag", pa.string()),
+            ("timestamp", pa.int64()),
+        ]
     ),
-}  # fmt: skip
+}
 
 #: Key columns: a repeated key is a duplicate, resolved by the dedup rule.
 KEYS: dict[TableKind, tuple[str, ...]] = {
@@ -246,9 +274,13 @@ U_DATA = FileFormat(
     quoted=False,
 )
 _U_ITEM_COLS = (
-    "movie_id", "title", "release_date", "video_release_date", "imdb_url",
+    "movie_id",
+    "title",
+    "release_date",
+    "video_release_date",
+    "imdb_url",
     *(f"g{i}" for i in range(19)),
-)  # fmt: skip
+)
 U_ITEM = FileFormat(
     "movies",
     _U_ITEM_COLS,

@@ -9,7 +9,9 @@ import numpy as np
 import pyarrow as pa
 
 
-def dataset_stats(ratings: pa.Table, movies: pa.Table | None, tags: pa.Table | None) -> dict[str, Any]:
+def dataset_stats(
+    ratings: pa.Table, movies: pa.Table | None, tags: pa.Table | None
+) -> dict[str, Any]:
     """Counts, density, rating histogram and popularity concentration of a release.
 
     ``movies`` counts the catalog (movies.csv) when given, else the distinct rated movies.
@@ -31,9 +33,16 @@ def dataset_stats(ratings: pa.Table, movies: pa.Table | None, tags: pa.Table | N
         "tags": tags.num_rows if tags is not None else 0,
         "density": n / (users.shape[0] * rated[0].shape[0]) if n else 0.0,
         "rating_mean": float(ratings["rating"].to_numpy().mean()) if n else None,
-        "rating_histogram": {f"{float(v):.1f}": int(c) for v, c in zip(values, counts, strict=True)},
-        "ratings_per_user": {"min": int(per_user.min()), "median": float(np.median(per_user)),
-                             "max": int(per_user.max())} if n else {},  # fmt: skip
+        "rating_histogram": {
+            f"{float(v):.1f}": int(c) for v, c in zip(values, counts, strict=True)
+        },
+        "ratings_per_user": {
+            "min": int(per_user.min()),
+            "median": float(np.median(per_user)),
+            "max": int(per_user.max()),
+        }
+        if n
+        else {},
         "top10pct_movies_share": float(pop[:top].sum() / n) if n else 0.0,
         "first_timestamp": int(ts.min()) if n else None,
         "last_timestamp": int(ts.max()) if n else None,

@@ -129,9 +129,14 @@ class Store(ABC):
         """Rows in a table."""
 
     def ingest(
-        self, name: str, table: pa.Table, *, source: str, digest: str | None = None,
+        self,
+        name: str,
+        table: pa.Table,
+        *,
+        source: str,
+        digest: str | None = None,
         force: bool = False,
-    ) -> IngestCounts:  # fmt: skip
+    ) -> IngestCounts:
         """Merge validated rows into a table, idempotently.
 
         Args:
@@ -148,7 +153,7 @@ class Store(ABC):
             logger.info("%s already ingested into %s: skipped", source, name)
             return IngestCounts(name, source, table.num_rows, n, n, skipped=True)
         before, after = self._merge(name, table)
-        if digest is not None:
+        if digest is not None and not self._ingested(digest, name):
             self._record(digest, name, source, table.num_rows)
         return IngestCounts(name, source, table.num_rows, before, after)
 
@@ -293,7 +298,9 @@ class SqlStore(Store):
     def count(self, name: str) -> int:
         """Rows in a table."""
         with self.engine.connect() as con:
-            return int(con.execute(sa.select(sa.func.count()).select_from(self.tables[name])).scalar_one())
+            return int(
+                con.execute(sa.select(sa.func.count()).select_from(self.tables[name])).scalar_one()
+            )
 
     def read(self, name: str) -> pa.Table:
         """Return a whole table, sorted by its key."""
@@ -312,41 +319,46 @@ class SqlStore(Store):
         t = self.tables[name]
         dialect = self.engine.dialect.name
         values = [f.name for f in schema if f.name not in keys]
-        if dialect in ("postgresql", "sqlite"):
-            if dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-                stmt = pg_insert(t)
-            else:
-                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-                stmt = sqlite_insert(t)
+            pg = pg_insert(t)
             if not values:
-                return stmt.on_conflict_do_nothing(index_elements=list(keys))
-            where = (t.c[order_col] <= stmt.excluded[order_col]) if order_col else None
-            return stmt.on_conflict_do_update(
+                return pg.on_conflict_do_nothing(index_elements=list(keys))
+            return pg.on_conflict_do_update(
                 index_elements=list(keys),
-                set_={c: stmt.excluded[c] for c in values},
-                where=where,
+                set_={c: pg.excluded[c] for c in values},
+                where=(t.c[order_col] <= pg.excluded[order_col]) if order_col else None,
+            )
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            lite = sqlite_insert(t)
+            if not values:
+                return lite.on_conflict_do_nothing(index_elements=list(keys))
+            return lite.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={c: lite.excluded[c] for c in values},
+                where=(t.c[order_col] <= lite.excluded[order_col]) if order_col else None,
             )
         if dialect in ("mysql", "mariadb"):
             from sqlalchemy.dialects.mysql import insert as my_insert
 
-            stmt = my_insert(t)
+            my = my_insert(t)
             if not values:
-                return stmt.prefix_with("IGNORE")
+                return my.prefix_with("IGNORE")
             if order_col:
-                newer = stmt.inserted[order_col] >= t.c[order_col]
+                newer = my.inserted[order_col] >= t.c[order_col]
                 # MySQL assigns left to right: the order column must be updated last.
                 ordered = [c for c in values if c != order_col] + [order_col]
-                return stmt.on_duplicate_key_update(
-                    [(c, sa.func.if_(newer, stmt.inserted[c], t.c[c])) for c in ordered]
+                return my.on_duplicate_key_update(
+                    [(c, sa.func.if_(newer, my.inserted[c], t.c[c])) for c in ordered]
                 )
-            return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in values})
+            return my.on_duplicate_key_update({c: my.inserted[c] for c in values})
         raise NotImplementedError(f"no upsert for SQL dialect {dialect!r}")
 
     def _merge(self, name: str, table: pa.Table) -> tuple[int, int]:
-        schema, keys, _ = TABLES[name]
+        schema = TABLES[name][0]
         table = merge_tables(name, None, table)  # dedupe within the batch first
         before = self.count(name)
         stmt = self._upsert(name)
@@ -373,9 +385,14 @@ class SqlStore(Store):
         with self.engine.begin() as con:
             con.execute(
                 sa.insert(self.ingests),
-                {"digest": digest, "table_name": name, "source": source[-1024:], "rows": rows,
-                 "at": time.time()},
-            )  # fmt: skip
+                {
+                    "digest": digest,
+                    "table_name": name,
+                    "source": source[-1024:],
+                    "rows": rows,
+                    "at": time.time(),
+                },
+            )
 
 
 def open_store(settings: Settings) -> Store:

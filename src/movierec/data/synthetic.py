@@ -23,25 +23,108 @@ import pyarrow.csv as pacsv
 logger = logging.getLogger(__name__)
 
 GENRES = (
-    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
-    "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western",
-)  # fmt: skip
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "IMAX",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 _ADJ = (
-    "Silent", "Last", "Golden", "Broken", "Hidden", "Dark", "Lost", "Wild", "Crimson", "Endless",
-    "Little", "Secret", "Frozen", "Midnight", "Electric", "Burning", "Quiet", "Savage", "Bright",
-    "Distant", "Final", "Hollow", "Iron", "Lonely", "Northern", "Velvet", "Wicked", "Young",
-)  # fmt: skip
+    "Silent",
+    "Last",
+    "Golden",
+    "Broken",
+    "Hidden",
+    "Dark",
+    "Lost",
+    "Wild",
+    "Crimson",
+    "Endless",
+    "Little",
+    "Secret",
+    "Frozen",
+    "Midnight",
+    "Electric",
+    "Burning",
+    "Quiet",
+    "Savage",
+    "Bright",
+    "Distant",
+    "Final",
+    "Hollow",
+    "Iron",
+    "Lonely",
+    "Northern",
+    "Velvet",
+    "Wicked",
+    "Young",
+)
 _NOUN = (
-    "River", "City", "Heart", "Road", "Kingdom", "Summer", "Stranger", "Garden", "Storm", "Empire",
-    "Detective", "Island", "Dream", "Machine", "Harbor", "Winter", "Witness", "Frontier", "Song",
-    "Mirror", "Planet", "Letter", "Circus", "Station", "Valley", "Ghost", "Promise", "Horizon",
-)  # fmt: skip
+    "River",
+    "City",
+    "Heart",
+    "Road",
+    "Kingdom",
+    "Summer",
+    "Stranger",
+    "Garden",
+    "Storm",
+    "Empire",
+    "Detective",
+    "Island",
+    "Dream",
+    "Machine",
+    "Harbor",
+    "Winter",
+    "Witness",
+    "Frontier",
+    "Song",
+    "Mirror",
+    "Planet",
+    "Letter",
+    "Circus",
+    "Station",
+    "Valley",
+    "Ghost",
+    "Promise",
+    "Horizon",
+)
 _TAGS = (
-    "atmospheric", "twist ending", "funny", "classic", "dark comedy", "visually appealing",
-    "thought-provoking", "based on a book", "sci-fi", "romance", "violent", "quirky", "slow",
-    "great soundtrack", "surreal", "cult film", "feel-good", "predictable", "epic", "dialogue",
-)  # fmt: skip
+    "atmospheric",
+    "twist ending",
+    "funny",
+    "classic",
+    "dark comedy",
+    "visually appealing",
+    "thought-provoking",
+    "based on a book",
+    "sci-fi",
+    "romance",
+    "violent",
+    "quirky",
+    "slow",
+    "great soundtrack",
+    "surreal",
+    "cult film",
+    "feel-good",
+    "predictable",
+    "epic",
+    "dialogue",
+)
 _RATING_LABELS = pa.array([f"{v / 2:.1f}" for v in range(1, 11)])
 _T0 = 820_454_400  # 1996-01-01
 _T1 = 1_538_265_600  # 2018-09-30
@@ -143,14 +226,27 @@ def _sample_items(
 ) -> np.ndarray:
     """One popularity-in-cluster draw per entry of ``users`` (block-local user indices)."""
     n = users.shape[0]
-    r = rng.random(n)
-    clusters = (taste_cum[users] < r[:, None]).sum(axis=1)
-    clusters = np.minimum(clusters, taste_cum.shape[1] - 1)
+    k = taste_cum.shape[1]
+    # row u of the taste CDF lives in [u, u + 1] of one flat sorted array: one searchsorted
+    flat = (taste_cum + np.arange(taste_cum.shape[0])[:, None]).ravel()
+    pos_c = np.searchsorted(flat, users + rng.random(n) * 0.999999)
+    clusters = np.minimum(pos_c - users * k, k - 1)
     explore = rng.random(n) < 0.2
     lo = np.where(explore, 0.0, cat.cluster_lo[clusters])
     hi = np.where(explore, cat.cum[-1], cat.cluster_hi[clusters])
     pos = np.searchsorted(cat.cum, lo + rng.random(n) * (hi - lo))
     return cat.pop_order[np.minimum(pos, cat.cum.shape[0] - 1)]
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (sort + adjacent compare: faster than np.unique here)."""
+    a = np.sort(a)
+    if a.size < 2:
+        return a
+    keep = np.empty(a.shape[0], dtype=bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
 
 
 def _block(
@@ -160,8 +256,6 @@ def _block(
     n_items = cat.movie_ids.shape[0]
     taste_cum = np.cumsum(taste, axis=1)
     need = counts.copy()
-    have_u: list[np.ndarray] = []
-    have_i: list[np.ndarray] = []
     taken = np.zeros(0, dtype=np.int64)
     for attempt in range(20):
         if need.sum() == 0:
@@ -172,7 +266,7 @@ def _block(
             items = _sample_items(rng, cat, taste_cum, users)
         else:
             items = rng.integers(0, n_items, users.shape[0])
-        keys = np.unique(users.astype(np.int64) * n_items + items)
+        keys = _sorted_unique(users.astype(np.int64) * n_items + items)
         if taken.size:
             keys = keys[~np.isin(keys, taken, assume_unique=True)]
         u = keys // n_items
@@ -183,17 +277,14 @@ def _block(
         first = np.searchsorted(u_sorted, u_sorted, side="left")
         rank = np.arange(u_sorted.shape[0]) - first
         chosen = np.sort(keys[order[rank < need[u_sorted]]])
-        taken = np.union1d(taken, chosen)
+        taken = _sorted_unique(np.concatenate([taken, chosen]))
         need -= np.bincount(chosen // n_items, minlength=counts.shape[0])
     if need.sum() != 0:
         raise RuntimeError("could not draw enough distinct movies; use more movies")
-    del have_u, have_i
     return taken // n_items, taken % n_items
 
 
-def generate(
-    out: Path, config: SynthConfig, progress: ProgressFn | None = None
-) -> dict[str, int]:
+def generate(out: Path, config: SynthConfig, progress: ProgressFn | None = None) -> dict[str, int]:
     """Write ``ratings.csv``, ``movies.csv``, ``links.csv``, ``tags.csv`` and a README into ``out``.
 
     Returns:
@@ -203,7 +294,7 @@ def generate(
     n_users, n_items, k = config.n_users(), config.n_movies(), config.clusters
     out.mkdir(parents=True, exist_ok=True)
     cat = _catalog(rng, n_items, k)
-    counts = _activity(rng, n_users, config.ratings, cap=max(1, n_items // 2))
+    counts = _activity(rng, n_users, config.ratings, cap=max(1, n_items // 3))
     taste_alpha = np.full(k, 0.25)
     user_bias = rng.normal(0.0, 0.35, n_users)
     start = rng.uniform(_T0, _T1 - 86_400 * 30, n_users)
@@ -216,12 +307,21 @@ def generate(
     written = 0
     block_target = 2_000_000
     u0 = 0
-    with (out / "ratings.csv").open("wb") as raw_file, pacsv.CSVWriter(
-        raw_file,
-        pa.schema([("userId", pa.int64()), ("movieId", pa.int64()),
-                   ("rating", pa.string()), ("timestamp", pa.int64())]),
-        write_options=write_opts,
-    ) as writer:  # fmt: skip
+    with (
+        (out / "ratings.csv").open("wb") as raw_file,
+        pacsv.CSVWriter(
+            raw_file,
+            pa.schema(
+                [
+                    ("userId", pa.int64()),
+                    ("movieId", pa.int64()),
+                    ("rating", pa.string()),
+                    ("timestamp", pa.int64()),
+                ]
+            ),
+            write_options=write_opts,
+        ) as writer,
+    ):
         raw_file.write(b"userId,movieId,rating,timestamp\n")
         while u0 < n_users:
             cum = np.cumsum(counts[u0:])
@@ -232,9 +332,12 @@ def generate(
             gu = lu + u0
             affinity = taste[lu, cat.cluster[items]] * k - 1.0
             score = (
-                3.5 + user_bias[gu] + cat.bias[items] + 0.45 * np.tanh(affinity)
+                3.5
+                + user_bias[gu]
+                + cat.bias[items]
+                + 0.45 * np.tanh(affinity)
                 + rng.normal(0.0, 0.6, gu.shape[0])
-            )  # fmt: skip
+            )
             halves = rng.random(gu.shape[0]) < 0.35
             stars = np.where(halves, np.round(score * 2) / 2, np.round(score))
             code = (np.clip(stars, 0.5, 5.0) * 2).astype(np.int8) - 1
@@ -262,8 +365,13 @@ def generate(
         "It contains no MovieLens data.\n"
     )
     logger.info("wrote %d ratings for %d users and %d movies to %s", written, n_users, n_items, out)
-    return {"ratings": written, "movies": n_items, "links": n_items, "tags": n_tags,
-            "users": n_users}  # fmt: skip
+    return {
+        "ratings": written,
+        "movies": n_items,
+        "links": n_items,
+        "tags": n_tags,
+        "users": n_users,
+    }
 
 
 def _write_movies(
@@ -271,9 +379,9 @@ def _write_movies(
 ) -> None:
     n = cat.movie_ids.shape[0]
     years = np.clip(np.round(2018 - rng.exponential(14.0, n)), 1902, 2018).astype(int)
-    adj = rng.integers(0, len(_ADJ), n)
-    noun = rng.integers(0, len(_NOUN), n)
-    the = rng.random(n) < 0.25
+    adj = rng.integers(0, len(_ADJ), size=(n,))
+    noun = rng.integers(0, len(_NOUN), size=(n,))
+    the = rng.random(size=(n,)) < 0.25
     titles = []
     genres = []
     for j in range(n):
@@ -283,12 +391,20 @@ def _write_movies(
         titles.append(f"{base} ({years[j]})")
         g = cluster_genres[cat.cluster[j]]
         genres.append("|".join(GENRES[x] for x in sorted(g)))
-    _write_small(out / "movies.csv", ("movieId", "title", "genres"),
-                 zip(cat.movie_ids.tolist(), titles, genres, strict=True))  # fmt: skip
-    imdb = [f"{x:07d}" for x in rng.choice(9_999_999, size=n, replace=False)]
-    tmdb = (rng.choice(999_999, size=n, replace=False) + 1).tolist()
-    _write_small(out / "links.csv", ("movieId", "imdbId", "tmdbId"),
-                 zip(cat.movie_ids.tolist(), imdb, tmdb, strict=True))  # fmt: skip
+    _write_small(
+        out / "movies.csv",
+        ("movieId", "title", "genres"),
+        zip(cat.movie_ids.tolist(), titles, genres, strict=True),
+    )
+    imdb_raw = rng.choice(9_999_999, size=(n,), replace=False)
+    imdb = [f"{x:07d}" for x in imdb_raw.tolist()]
+    tmdb_raw = rng.choice(999_999, size=(n,), replace=False)
+    tmdb = (tmdb_raw + 1).tolist()
+    _write_small(
+        out / "links.csv",
+        ("movieId", "imdbId", "tmdbId"),
+        zip(cat.movie_ids.tolist(), imdb, tmdb, strict=True),
+    )
 
 
 def _write_tags(

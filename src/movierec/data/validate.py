@@ -134,7 +134,9 @@ def _read_header(f: io.BufferedReader, fmt: FileFormat, source: str) -> int:
     try:
         text = raw.decode(fmt.encoding).lstrip("\ufeff").rstrip("\r\n")
     except UnicodeDecodeError as e:
-        raise InvalidDataError(f"header is not {fmt.encoding} text: {e}", source=source, line=1)
+        raise InvalidDataError(
+            f"header is not {fmt.encoding} text: {e}", source=source, line=1
+        ) from e
     found = tuple(h.strip().strip('"') for h in text.split(fmt.delimiter))
     if found != fmt.header:
         raise InvalidDataError(
@@ -225,9 +227,14 @@ def _slow_parse(
             text = raw.decode(fmt.encoding)
         except UnicodeDecodeError as e:
             rejects.append(
-                Reject(source, line_no, "*", f"undecodable bytes (not {fmt.encoding}): {e.reason}",
-                       raw.decode("utf-8", "replace"))
-            )  # fmt: skip
+                Reject(
+                    source,
+                    line_no,
+                    "*",
+                    f"undecodable bytes (not {fmt.encoding}): {e.reason}",
+                    raw.decode("utf-8", "replace"),
+                )
+            )
             continue
         if text.strip() == "":
             rejects.append(Reject(source, line_no, "*", "empty line", text))
@@ -238,10 +245,14 @@ def _slow_parse(
             fields = text.split(fmt.delimiter)
         if len(fields) != len(fmt.columns):
             rejects.append(
-                Reject(source, line_no, "*",
-                       f"wrong column count: expected {len(fmt.columns)}, found {len(fields)}",
-                       text)
-            )  # fmt: skip
+                Reject(
+                    source,
+                    line_no,
+                    "*",
+                    f"wrong column count: expected {len(fmt.columns)}, found {len(fields)}",
+                    text,
+                )
+            )
             continue
         row: list[Any] = []
         error: tuple[str, str] | None = None
@@ -329,9 +340,14 @@ def validate_file(
             new = p.mask & ~bad
             for i in np.flatnonzero(new):
                 rejects.append(
-                    Reject(src, int(lines[i]), p.field, p.reason,
-                           _line_text(block, int(lines[i]) - first_line, fmt.encoding))
-                )  # fmt: skip
+                    Reject(
+                        src,
+                        int(lines[i]),
+                        p.field,
+                        p.reason,
+                        _line_text(block, int(lines[i]) - first_line, fmt.encoding),
+                    )
+                )
             bad |= p.mask
         if bad.any():
             keep = np.flatnonzero(~bad)
@@ -351,8 +367,12 @@ def validate_file(
     report.dedup_rule = describe_dedup(fmt.kind, dedup)
     logger.info(
         "validated %s: %d rows, %d clean, %d rejected, %d duplicates",
-        src, report.input_rows, report.clean_rows, report.reject_rows, report.duplicate_rows,
-    )  # fmt: skip
+        src,
+        report.input_rows,
+        report.clean_rows,
+        report.reject_rows,
+        report.duplicate_rows,
+    )
     return ValidatedTable(table, report)
 
 
@@ -433,9 +453,14 @@ def deduplicate(
         return table, []
     key_name = ",".join(KEYS[kind])
     dups = [
-        Reject(source, int(lines[d]), key_name,
-               f"duplicate key; superseded by line {int(lines[w])} ({keep} wins)", "")
+        Reject(
+            source,
+            int(lines[d]),
+            key_name,
+            f"duplicate key; superseded by line {int(lines[w])} ({keep} wins)",
+            "",
+        )
         for d, w in zip(dropped, winners, strict=True)
-    ]  # fmt: skip
+    ]
     dups.sort(key=lambda r: r.line)
     return table.take(kept), dups

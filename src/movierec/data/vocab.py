@@ -48,7 +48,7 @@ class Vocabulary:
         if n == 0:
             return np.full(arr.shape, -1, dtype=np.int32)
         top = int(self.ids[-1])
-        if 0 <= self.ids[0] and top < _DENSE_LIMIT and arr.size > 4 * n:
+        if self.ids[0] >= 0 and top < _DENSE_LIMIT and arr.size > 4 * n:
             lookup = np.full(top + 1, -1, dtype=np.int32)
             lookup[self.ids] = np.arange(n, dtype=np.int32)
             inside = (arr >= 0) & (arr <= top)

@@ -11,7 +11,10 @@ WeightingName = Literal["none", "binary", "threshold", "confidence", "bm25", "tf
 
 
 def _with_data(x: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
-    return sp.csr_matrix((data.astype(np.float32), x.indices, x.indptr), shape=x.shape)
+    """A new matrix with ``x``'s structure (copied: the input is never modified) and new values."""
+    return sp.csr_matrix(
+        (data.astype(np.float32), x.indices.copy(), x.indptr.copy()), shape=x.shape
+    )
 
 
 def binary(x: sp.csr_matrix) -> sp.csr_matrix:
