@@ -47,8 +47,11 @@ fmt: install
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
+DEMO_DIR := $${MOVIEREC_HOME:-.movierec}/demo
 demo: install
-	$(BIN)/movierec data stats --dataset ml-latest-small --json .movierec/stats.json --plot .movierec/stats.png
+	$(BIN)/movierec data ingest ml-latest-small --report $(DEMO_DIR)/ingest.json
+	$(BIN)/movierec data stats --dataset ml-latest-small --json $(DEMO_DIR)/stats.json --plot $(DEMO_DIR)/stats.png
+	@echo "demo: store under $${MOVIEREC_HOME:-.movierec}/store, report and plot under $(DEMO_DIR)"
 
 bench: install
 	$(BIN)/python benchmarks/bench_ingest.py

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from movierec.data.events import parse_event_file, slug_index
 from movierec.data.movielens import detect_layout
-from movierec.data.schema import CSV_FORMATS, FileFormat
+from movierec.data.interactions import InteractionData
+from movierec.data.schema import CSV_FORMATS, CSV_RATINGS, FileFormat
 from movierec.data.store import IngestCounts, Store
 from movierec.data.validate import DedupKeep, ValidationReport, validate_file
 
@@ -88,6 +90,42 @@ def ingest_file(
         store.ingest(fmt.kind, validated.table, source=str(path), digest=digest, force=force)
     )
     return summary
+
+
+def ingest_and_load(
+    store: Store,
+    path: Path,
+    *,
+    fmt: FileFormat = CSV_RATINGS,
+    dedup: DedupKeep = "latest",
+    chunk_bytes: int = 64 * 1024 * 1024,
+    max_reject_rate: float | None = None,
+    force: bool = False,
+) -> tuple[IngestSummary, InteractionData]:
+    """Ingest a ratings file into the store and build its :class:`InteractionData` at once.
+
+    The file digest is computed while the file is validated, and the store write overlaps
+    with building the CSR matrix (both release the GIL), so this costs little more than
+    validation alone.
+
+    Raises:
+        RejectRateExceededError: More rows rejected than ``max_reject_rate``; nothing is merged.
+    """
+    if fmt.kind != "ratings":
+        raise ValueError("ingest_and_load takes a ratings file")
+    summary = IngestSummary()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        digest = pool.submit(file_digest, path)
+        validated = validate_file(path, fmt, chunk_bytes=chunk_bytes, dedup=dedup)
+        validated.report.check_rate(max_reject_rate)
+        summary.reports.append(validated.report)
+        data = pool.submit(InteractionData.from_table, validated.table)
+        summary.counts.append(
+            store.ingest(
+                "ratings", validated.table, source=str(path), digest=digest.result(), force=force
+            )
+        )
+        return summary, data.result()
 
 
 def ingest_release(

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
+from movierec.data.keys import pair_codes, strictly_increasing_pairs
 from movierec.data.vocab import Vocabulary
 from movierec.errors import InvalidDataError
 
@@ -111,8 +112,8 @@ class InteractionData:
         known = (u >= 0) & (i >= 0)
         if not bool(known.all()):
             u, i, vals, ts = u[known], i[known], vals[known], ts[known]
-        key = (u.astype(np.int64) << 32) | i.astype(np.int64)
-        if key.size > 1 and not bool(np.all(key[1:] > key[:-1])):
+        if not strictly_increasing_pairs(u, i):
+            key = pair_codes(u, i)
             order = np.argsort(key, kind="stable")
             key, u, i, vals, ts = key[order], u[order], i[order], vals[order], ts[order]
             if bool(np.any(key[1:] == key[:-1])):

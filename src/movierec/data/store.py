@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from movierec.data.events import REQUESTS_SCHEMA, WATCHES_SCHEMA
+from movierec.data.keys import key_codes, strictly_increasing_pairs
 from movierec.data.schema import CANONICAL
 from movierec.data.validate import dedup_order
 from movierec.settings import Settings
@@ -73,18 +74,6 @@ class IngestCounts:
         }
 
 
-def key_codes(table: pa.Table, keys: tuple[str, ...]) -> np.ndarray:
-    """Return an int64 code per row that is equal exactly when the key columns are equal."""
-    if keys == ("user_id", "movie_id"):
-        u = table["user_id"].to_numpy().astype(np.int64)
-        m = table["movie_id"].to_numpy().astype(np.int64)
-        return (u << 32) | m
-    if len(keys) == 1 and pa.types.is_integer(table.schema.field(keys[0]).type):
-        return table[keys[0]].to_numpy().astype(np.int64)
-    frame = table.select(list(keys)).to_pandas()
-    return frame.groupby(list(keys), sort=False, dropna=False).ngroup().to_numpy(np.int64)
-
-
 def merge_tables(name: str, old: pa.Table | None, new: pa.Table) -> pa.Table:
     """Merge ``new`` into ``old`` with the table's key: the latest (or the newer row) wins."""
     schema, keys, order_col = TABLES[name]
@@ -92,6 +81,10 @@ def merge_tables(name: str, old: pa.Table | None, new: pa.Table) -> pa.Table:
     both = new if old is None or old.num_rows == 0 else pa.concat_tables([old.cast(schema), new])
     if both.num_rows < 2:
         return both
+    if len(keys) == 2 and strictly_increasing_pairs(
+        both[keys[0]].to_numpy(), both[keys[1]].to_numpy()
+    ):
+        return both  # sorted and unique already: the common case of a first MovieLens ingest
     codes = key_codes(both, keys)
     ts = both[order_col].to_numpy() if order_col else None
     kept, _, _ = dedup_order(codes, ts, np.arange(both.num_rows, dtype=np.int64), "latest")
@@ -193,7 +186,12 @@ class ParquetStore(Store):
     def _write(self, name: str, table: pa.Table) -> None:
         tmp = self.root / f".{name}.{uuid.uuid4().hex[:8]}.parquet"
         try:
-            pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
+            # snappy without dictionaries on id/number columns: about 2x faster to write than
+            # zstd with dictionaries, for a file about 20% larger
+            dict_cols = [f.name for f in table.schema if not pa.types.is_integer(f.type)]
+            pq.write_table(
+                table, tmp, compression="snappy", use_dictionary=dict_cols, row_group_size=1 << 20
+            )
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)

@@ -10,7 +10,6 @@ a chunk are kept: nothing valid is lost.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import math
@@ -23,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from movierec.data.keys import key_codes, strictly_increasing_pairs
 from movierec.data.schema import CANONICAL, KEYS, FileFormat, TableKind, check_rules
 from movierec.errors import InvalidDataError, RejectRateExceededError
 
@@ -147,32 +147,48 @@ def _read_header(f: io.BufferedReader, fmt: FileFormat, source: str) -> int:
     return 1
 
 
-def _blocks(path: Path, fmt: FileFormat, chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(first line number, block of whole lines)`` after the header."""
+def _blocks(
+    path: Path, fmt: FileFormat, chunk_bytes: int
+) -> Iterator[tuple[int, memoryview, int]]:
+    """Yield ``(first line number, block of whole lines, number of lines)`` after the header.
+
+    Blocks are views into one reused buffer (no copies): use a block before asking for the next.
+    """
     source = str(path)
     with path.open("rb") as f:
         if path.stat().st_size == 0:
             raise InvalidDataError("empty file", source=source, line=1)
         line_no = 1 + _read_header(f, fmt, source)
+        buf = bytearray(chunk_bytes)
+        carry = b""
         while True:
-            block = f.read(chunk_bytes)
-            if not block:
+            view = memoryview(buf)
+            view[: len(carry)] = carry
+            n = f.readinto(view[len(carry) :])
+            total = len(carry) + n
+            if total == 0:
                 return
-            if not block.endswith(b"\n"):
-                block += f.readline()
-            yield line_no, block
-            line_no += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+            end = total if n == 0 else buf.rfind(b"\n", 0, total) + 1
+            if end == 0:  # one line longer than the buffer: read into a bigger one
+                carry = bytes(view[:total])
+                buf = bytearray(2 * len(buf))
+                continue
+            n_lines = buf.count(b"\n", 0, end) + (0 if buf[end - 1] == 10 else 1)
+            yield line_no, view[:end], n_lines
+            line_no += n_lines
+            carry = bytes(view[end:total])
 
 
-def _arrow_parse(block: bytes, fmt: FileFormat) -> pa.Table:
+def _arrow_parse(view: memoryview, fmt: FileFormat) -> pa.Table:
     delimiter = fmt.delimiter
+    block: bytes | memoryview = view
     if fmt.encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
-        block = block.decode(fmt.encoding).encode("utf-8")
+        block = bytes(view).decode(fmt.encoding).encode("utf-8")
     if len(delimiter) > 1:
-        block = block.replace(delimiter.encode("utf-8"), _SEP.encode())
+        block = bytes(block).replace(delimiter.encode("utf-8"), _SEP.encode())
         delimiter = _SEP
     return pacsv.read_csv(
-        io.BytesIO(block),
+        pa.BufferReader(pa.py_buffer(block)),
         read_options=pacsv.ReadOptions(
             column_names=list(fmt.columns), block_size=max(1 << 20, len(block) // 2 + 1)
         ),
@@ -212,12 +228,12 @@ def _convert(value: str, typ: pa.DataType) -> tuple[Any, str | None]:
 
 
 def _slow_parse(
-    block: bytes, first_line: int, fmt: FileFormat, source: str, rejects: list[Reject]
+    block: bytes | memoryview, first_line: int, fmt: FileFormat, source: str, rejects: list[Reject]
 ) -> tuple[pa.Table, np.ndarray]:
     """Parse a block line by line; return the good rows and their line numbers."""
     cols: dict[str, list[Any]] = {c: [] for c in fmt.columns}
     lines: list[int] = []
-    raw_lines = block.split(b"\n")
+    raw_lines = bytes(block).split(b"\n")
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()
     for offset, raw in enumerate(raw_lines):
@@ -283,9 +299,8 @@ def _null_problems(t: pa.Table, fmt: FileFormat) -> np.ndarray:
     return bad
 
 
-def _line_text(block: bytes, offset: int, encoding: str) -> str:
-    lines = block.split(b"\n")
-    return lines[offset].rstrip(b"\r").decode(encoding, "replace") if offset < len(lines) else ""
+def _line_texts(block: memoryview, encoding: str) -> list[str]:
+    return [x.rstrip(b"\r").decode(encoding, "replace") for x in bytes(block).split(b"\n")]
 
 
 def validate_file(
@@ -321,8 +336,7 @@ def validate_file(
     parts: list[pa.Table] = []
     line_parts: list[np.ndarray] = []
     schema = CANONICAL[fmt.kind]
-    for first_line, block in _blocks(path, fmt, chunk_bytes):
-        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    for first_line, block, n_lines in _blocks(path, fmt, chunk_bytes):
         report.input_rows += n_lines
         try:
             raw = _arrow_parse(block, fmt)
@@ -336,18 +350,16 @@ def validate_file(
             raw, lines = _slow_parse(block, first_line, fmt, src, rejects)
         canon = fmt.to_canonical(raw)
         bad = np.zeros(canon.num_rows, dtype=bool)
+        texts: list[str] | None = None
         for p in check_rules(fmt.kind, canon):
             new = p.mask & ~bad
+            if not new.any():
+                continue
+            texts = texts if texts is not None else _line_texts(block, fmt.encoding)
             for i in np.flatnonzero(new):
-                rejects.append(
-                    Reject(
-                        src,
-                        int(lines[i]),
-                        p.field,
-                        p.reason,
-                        _line_text(block, int(lines[i]) - first_line, fmt.encoding),
-                    )
-                )
+                offset = int(lines[i]) - first_line
+                raw = texts[offset] if offset < len(texts) else ""
+                rejects.append(Reject(src, int(lines[i]), p.field, p.reason, raw))
             bad |= p.mask
         if bad.any():
             keep = np.flatnonzero(~bad)
@@ -384,19 +396,6 @@ def describe_dedup(kind: TableKind, keep: DedupKeep) -> str:
     if "timestamp" in CANONICAL[kind].names and "timestamp" not in KEYS[kind]:
         return f"one row per ({key}): the latest timestamp wins, ties go to the later line"
     return f"one row per ({key}): the later line wins"
-
-
-def _key_codes(table: pa.Table, kind: TableKind) -> np.ndarray:
-    """Return an int64 (or object) code per row identifying its key."""
-    cols = KEYS[kind]
-    if cols == ("user_id", "movie_id"):
-        u = table["user_id"].to_numpy().astype(np.int64)
-        m = table["movie_id"].to_numpy().astype(np.int64)
-        return (u << 32) | m
-    if cols == ("movie_id",):
-        return table["movie_id"].to_numpy().astype(np.int64)
-    frame = table.select(list(cols)).to_pandas()
-    return frame.groupby(list(cols), sort=False, dropna=False).ngroup().to_numpy(np.int64)
 
 
 def dedup_order(
@@ -444,7 +443,12 @@ def deduplicate(
     """Apply :func:`dedup_order` to a canonical table; return it and the duplicate records."""
     if table.num_rows < 2:
         return table, []
-    keys = _key_codes(table, kind)
+    cols = KEYS[kind]
+    if len(cols) == 2 and strictly_increasing_pairs(
+        table[cols[0]].to_numpy(), table[cols[1]].to_numpy()
+    ):
+        return table, []
+    keys = key_codes(table, cols)
     ts = None
     if "timestamp" in table.column_names and "timestamp" not in KEYS[kind]:
         ts = table["timestamp"].to_numpy()
