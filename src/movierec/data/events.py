@@ -192,17 +192,17 @@ def parse_lines(
             continue
         user = int(user_s)
         body = m.group("body").strip()
-        if (w := _WATCH_RE.match(body)) is not None:
-            movie = _resolve(w.group("movie"), slugs)
-            if movie is None or not 0 < movie < 2**31:
-                bad("movie", f"unknown movie {w.group('movie')[:60]!r}")
+        event = _WATCH_RE.match(body) or _RATE_RE.match(body)
+        movie = 0
+        if event is not None:
+            resolved = _resolve(event.group("movie"), slugs)
+            if resolved is None or not 0 < resolved < 2**31:
+                bad("movie", f"unknown movie {event.group('movie')[:60]!r}")
                 continue
+            movie = resolved
+        if (w := _WATCH_RE.match(body)) is not None:
             w_rows.append((user, movie, int(w.group("minute")), ts))
         elif (r := _RATE_RE.match(body)) is not None:
-            movie = _resolve(r.group("movie"), slugs)
-            if movie is None or not 0 < movie < 2**31:
-                bad("movie", f"unknown movie {r.group('movie')[:60]!r}")
-                continue
             try:
                 rating = float(r.group("rating"))
             except ValueError:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from movierec.data.events import parse_event_file, slug_index
-from movierec.data.movielens import detect_layout
 from movierec.data.interactions import InteractionData
+from movierec.data.movielens import detect_layout
 from movierec.data.schema import CSV_FORMATS, CSV_RATINGS, FileFormat
 from movierec.data.store import IngestCounts, Store
 from movierec.data.validate import DedupKeep, ValidationReport, validate_file

@@ -317,27 +317,18 @@ class SqlStore(Store):
         t = self.tables[name]
         dialect = self.engine.dialect.name
         values = [f.name for f in schema if f.name not in keys]
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            pg = pg_insert(t)
+        if dialect in ("postgresql", "sqlite"):
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+            ins: Any = dialect_insert(t)
             if not values:
-                return pg.on_conflict_do_nothing(index_elements=list(keys))
-            return pg.on_conflict_do_update(
+                return ins.on_conflict_do_nothing(index_elements=list(keys))
+            return ins.on_conflict_do_update(
                 index_elements=list(keys),
-                set_={c: pg.excluded[c] for c in values},
-                where=(t.c[order_col] <= pg.excluded[order_col]) if order_col else None,
-            )
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            lite = sqlite_insert(t)
-            if not values:
-                return lite.on_conflict_do_nothing(index_elements=list(keys))
-            return lite.on_conflict_do_update(
-                index_elements=list(keys),
-                set_={c: lite.excluded[c] for c in values},
-                where=(t.c[order_col] <= lite.excluded[order_col]) if order_col else None,
+                set_={c: ins.excluded[c] for c in values},
+                where=(t.c[order_col] <= ins.excluded[order_col]) if order_col else None,
             )
         if dialect in ("mysql", "mariadb"):
             from sqlalchemy.dialects.mysql import insert as my_insert

@@ -20,28 +20,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from movierec.data.schema import ML100K_GENRES
+
 logger = logging.getLogger(__name__)
 
+#: The genres of the current MovieLens releases (ml-100k's list with "Children" and "IMAX").
 GENRES = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
+    *(g.replace("Children's", "Children") for g in ML100K_GENRES if g != "unknown"),
     "IMAX",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
 )
 _ADJ = (
     "Silent",

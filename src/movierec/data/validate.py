@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -124,7 +124,7 @@ class ValidatedTable:
     report: ValidationReport
 
 
-def _read_header(f: io.BufferedReader, fmt: FileFormat, source: str) -> int:
+def _read_header(f: BinaryIO, fmt: FileFormat, source: str) -> int:
     """Check the header line; return the number of lines consumed (0 or 1)."""
     if fmt.header is None:
         return 0
@@ -147,9 +147,7 @@ def _read_header(f: io.BufferedReader, fmt: FileFormat, source: str) -> int:
     return 1
 
 
-def _blocks(
-    path: Path, fmt: FileFormat, chunk_bytes: int
-) -> Iterator[tuple[int, memoryview, int]]:
+def _blocks(path: Path, fmt: FileFormat, chunk_bytes: int) -> Iterator[tuple[int, memoryview, int]]:
     """Yield ``(first line number, block of whole lines, number of lines)`` after the header.
 
     Blocks are views into one reused buffer (no copies): use a block before asking for the next.
