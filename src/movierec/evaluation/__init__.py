@@ -1,0 +1,1 @@
+"""Offline evaluation: protocols (splits), pure metrics, the runner and tuning."""

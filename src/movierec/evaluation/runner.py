@@ -1,0 +1,217 @@
+"""Run models through a protocol over seeds; aggregate means and standard errors."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from movierec.data.catalog import Catalog
+from movierec.evaluation import metrics
+from movierec.evaluation.splits import (
+    DESCRIPTIONS,
+    Protocol,
+    Split,
+    Stage,
+    kfold_rating,
+    make_split,
+)
+from movierec.models.base import Recommender, TrainOptions
+from movierec.models.mf import BiasedMF
+from movierec.models.registry import create
+from movierec.types import RecBatch
+
+logger = logging.getLogger(__name__)
+ProgressFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The canonical tables an evaluation reads."""
+
+    ratings: pa.Table
+    movies: pa.Table | None = None
+    tags: pa.Table | None = None
+
+
+def recommend_split(model: Recommender, split: Split, k: int, batch: int = 1024) -> RecBatch:
+    """Top-k for every query row of a split (known users, or fold-in histories)."""
+    items, scores = [], []
+    n = split.truth.shape[0]
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        if split.users is not None:
+            rb = model.recommend(split.users[start:stop], k)
+        else:
+            assert split.history is not None
+            ts = split.history_ts[start:stop] if split.history_ts is not None else None
+            rb = model.recommend_history(split.history[start:stop], k, timestamps=ts)
+        items.append(rb.items)
+        scores.append(rb.scores)
+    if not items:
+        return RecBatch(np.zeros((0, k), np.int32), np.zeros((0, k), np.float32))
+    return RecBatch(np.vstack(items), np.vstack(scores))
+
+
+def evaluate_split(
+    model: Recommender, split: Split, ks: list[int], catalog: Catalog, relevance: float | None
+) -> dict[str, Any]:
+    """Accuracy and beyond-accuracy metrics of a fitted model on one split (means over users)."""
+    truth = split.truth
+    if relevance is not None:
+        truth = sp.csr_matrix(truth.multiply(truth >= relevance))
+        truth.eliminate_zeros()
+    kmax = max(ks)
+    recs = recommend_split(model, split, kmax).items
+    per_user, evaluated = metrics.ranking_metrics(recs, truth, ks)
+    out: dict[str, Any] = {name: float(v.mean()) if v.size else 0.0 for name, v in per_user.items()}
+    pop = np.bincount(split.train.matrix.indices, minlength=split.train.n_items).astype(np.float64)
+    ev = recs[evaluated]
+    for k in ks:
+        out[f"coverage@{k}"] = metrics.coverage(ev, split.train.n_items, k)
+        out[f"novelty@{k}"] = float(np.nanmean(metrics.novelty(ev, pop, split.train.n_users, k)))
+        out[f"popularity_bias@{k}"] = float(
+            np.nanmean(metrics.popularity_bias(ev, pop, split.train.n_users, k))
+        )
+        if catalog.genres.shape[1]:
+            out[f"diversity@{k}"] = float(np.nanmean(metrics.intra_list_diversity(ev, catalog.genres, k)))
+    out["users_evaluated"] = int(evaluated.sum())
+    out["users_skipped_no_relevant"] = int((~evaluated).sum())
+    return out
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    se = float(arr.std(ddof=1) / np.sqrt(arr.size)) if arr.size > 1 else 0.0
+    return float(arr.mean()), se
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in runs[0]:
+        vals = [r[key] for r in runs if key in r]
+        if all(isinstance(v, int | float) for v in vals):
+            mean, se = _mean_se([float(v) for v in vals])
+            out[key] = mean
+            if not key.startswith(("users_", "fit_", "skipped_")):
+                out[f"{key}_se"] = se
+    return out
+
+
+def run_evaluation(
+    tables: Tables,
+    protocol: Protocol,
+    models: list[str],
+    ks: list[int],
+    seeds: int = 1,
+    params: dict[str, dict[str, Any]] | None = None,
+    stage: Stage = "test",
+    relevance: float | None = None,
+    dataset: str = "",
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Evaluate models on a protocol over ``seeds`` seeds (0, 1, ...).
+
+    Returns:
+        ``{"dataset", "protocol", "protocol_description", "k", "seeds", "stage",
+        "models": {name: {"recall@10": mean, "recall@10_se": se, ...}}}``.
+    """
+    params = params or {}
+    if protocol == "kfold-rating":
+        return _run_kfold(tables, [m for m in models if m == "mf"] or ["mf"], seeds, params, dataset,
+                          progress)  # fmt: skip
+    per_model: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
+    skipped: list[dict[str, int]] = []
+    for seed in range(seeds):
+        split = make_split(protocol, tables.ratings, seed, stage)
+        skipped.append(split.skipped)
+        catalog = Catalog.build(split.train.items, tables.movies, tables.tags)
+        options = TrainOptions(seed=seed, item_genres=catalog.genres, item_tags=catalog.tags)
+        for name in models:
+            if progress is not None:
+                progress(f"{name} seed {seed}")
+            t0 = time.perf_counter()
+            model = create(name, params.get(name)).fit(split.train, options)
+            fit_s = time.perf_counter() - t0
+            res = evaluate_split(model, split, ks, catalog, relevance)
+            res["fit_seconds"] = fit_s
+            res["eval_seconds"] = time.perf_counter() - t0 - fit_s
+            per_model[name].append(res)
+            logger.info("%s seed %d: %s", name, seed, {k: round(v, 4) for k, v in res.items()
+                                                        if k.startswith(("recall@", "ndcg@"))})  # fmt: skip
+    return {
+        "dataset": dataset,
+        "protocol": protocol,
+        "protocol_description": DESCRIPTIONS[protocol],
+        "stage": stage,
+        "relevance": "every held-out interaction" if relevance is None else f"rating >= {relevance}",
+        "k": ks,
+        "seeds": seeds,
+        "skipped_test_interactions": skipped[0] if skipped else {},
+        "models": {m: _aggregate(runs) for m, runs in per_model.items() if runs},
+    }
+
+
+def _run_kfold(
+    tables: Tables, models: list[str], seeds: int, params: dict[str, dict[str, Any]], dataset: str,
+    progress: ProgressFn | None,
+) -> dict[str, Any]:  # fmt: skip
+    runs: list[dict[str, Any]] = []
+    for seed in range(seeds):
+        for f, split in enumerate(kfold_rating(tables.ratings, seed)):
+            if progress is not None:
+                progress(f"mf seed {seed} fold {f}")
+            model = create("mf", params.get("mf")).fit(split.train, TrainOptions(seed=seed))
+            assert isinstance(model, BiasedMF) and split.users is not None
+            t = split.truth.tocoo()
+            pred = model.predict(split.users[t.row], t.col)
+            runs.append({"rmse": metrics.rmse(pred, t.data), "mae": metrics.mae(pred, t.data),
+                         "ratings_predicted": int(t.nnz)})  # fmt: skip
+    return {
+        "dataset": dataset,
+        "protocol": "kfold-rating",
+        "protocol_description": DESCRIPTIONS["kfold-rating"],
+        "seeds": seeds,
+        "models": {models[0]: _aggregate(runs)},
+    }
+
+
+def plot_results(result: dict[str, Any], path: Any, metric_names: tuple[str, ...] = ("recall", "ndcg")) -> None:
+    """Bar chart of metrics per model and k, with standard-error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(result["models"])
+    if result["protocol"] == "kfold-rating":
+        names = ["rmse", "mae"]
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+        for ax, name in zip(axes, names, strict=True):
+            vals = [result["models"][m][name] for m in models]
+            errs = [result["models"][m].get(f"{name}_se", 0.0) for m in models]
+            ax.bar(models, vals, yerr=errs, color="#3b6fb6", capsize=4)
+            ax.set_title(name.upper())
+    else:
+        ks = result["k"]
+        fig, axes = plt.subplots(1, len(metric_names), figsize=(6 * len(metric_names), 4))
+        axes = np.atleast_1d(axes)
+        width = 0.8 / max(len(models), 1)
+        for ax, metric in zip(axes, metric_names, strict=True):
+            for j, m in enumerate(models):
+                vals = [result["models"][m].get(f"{metric}@{k}", 0.0) for k in ks]
+                errs = [result["models"][m].get(f"{metric}@{k}_se", 0.0) for k in ks]
+                ax.bar(np.arange(len(ks)) + j * width, vals, width, yerr=errs, label=m, capsize=3)
+            ax.set_xticks(np.arange(len(ks)) + width * (len(models) - 1) / 2, [f"@{k}" for k in ks])
+            ax.set_title(metric)
+        axes[0].legend(fontsize=8)
+    fig.suptitle(f"{result.get('dataset', '')} · {result['protocol']} · {result.get('seeds', 1)} seed(s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,307 @@
+"""The one ``Recommender`` interface of movierec, its configs and its bundle format.
+
+A model sees contiguous int32 indices only. It learns from an :class:`InteractionData`, scores
+any history (a CSR row per query user) and returns top-k through the shared :func:`topk`.
+Known users are scored from what the model learned about them (``score_users``); users the
+model never saw, or whose history changed since training, are scored from their history
+(``score_history``: fold-in). Saving writes ``model.json`` plus ``arrays.npz`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field
+
+from movierec.data import weighting
+from movierec.data.interactions import InteractionData
+from movierec.models.topk import topk
+from movierec.types import RecBatch
+
+Weighting = Literal["raw", "binary", "confidence", "bm25", "tfidf"]
+
+
+class ModelConfig(BaseModel):
+    """Base of every model's typed config (frozen; unknown keys are errors).
+
+    Attributes:
+        weighting: How interaction values become model input: ``raw`` values, ``binary``,
+            ``confidence`` (1 + alpha·value), ``bm25`` or ``tfidf``.
+        alpha: Confidence scale for ``confidence``.
+        recency_half_life: When set, a user's history is weighted by recency when scoring:
+            the n-th most recent interaction counts ``0.5 ** (n / recency_half_life)``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weighting: Weighting = "binary"
+    alpha: float = Field(default=1.0, gt=0)
+    recency_half_life: float | None = Field(default=None, gt=0)
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of the config (run identity)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to train, as opposed to what to train (the config).
+
+    Attributes:
+        seed: Random seed; the same seed gives the same model.
+        threads: Worker threads (0 = all cores).
+        item_genres: Optional CSR (items × genres) aligned with the item vocabulary.
+        item_tags: Optional CSR (items × tags) aligned with the item vocabulary.
+        use_gpu: Use a CUDA implementation when one is available.
+    """
+
+    seed: int = 42
+    threads: int = 0
+    item_genres: sp.csr_matrix | None = None
+    item_tags: sp.csr_matrix | None = None
+    use_gpu: bool = False
+
+
+def recency_weights(timestamps: sp.csr_matrix, half_life: float) -> np.ndarray:
+    """Per stored entry, ``0.5 ** (rank / half_life)``; rank 0 is the row's latest time.
+
+    Ranks are dense over distinct timestamps: events with the same time share a rank (people
+    rate in sessions, and the order inside one second is not information).
+    """
+    n_rows = timestamps.shape[0]
+    counts = np.diff(timestamps.indptr)
+    rows = np.repeat(np.arange(n_rows), counts)
+    ts = timestamps.data.astype(np.float64)
+    order = np.lexsort((-ts, rows))
+    ts_sorted, rows_sorted = ts[order], rows[order]
+    new = np.ones(order.shape[0], dtype=bool)
+    new[1:] = (ts_sorted[1:] != ts_sorted[:-1]) | (rows_sorted[1:] != rows_sorted[:-1])
+    dense = np.cumsum(new)
+    first = np.repeat(timestamps.indptr[:-1], counts)  # position of each row's first entry
+    rank = np.empty(order.shape[0], dtype=np.float64)
+    rank[order] = dense - dense[first] if dense.size else dense
+    return np.power(0.5, rank / half_life).astype(np.float32)
+
+
+class Recommender(ABC):
+    """Base of every model: fit, score, recommend, similar items, fold-in, save and load."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        self.config = config or self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise TypeError(f"{self.name} needs a {self.config_class.__name__}")
+        self.n_users = 0
+        self.n_items = 0
+        self.history = sp.csr_matrix((0, 0), dtype=np.float32)
+        self.history_ts: sp.csr_matrix | None = None
+        self.fitted = False
+
+    # ----------------------------------------------------------------- training
+    def fit(self, data: InteractionData, options: TrainOptions | None = None) -> Self:
+        """Learn from interactions; the training history is kept for exclude-seen."""
+        options = options or TrainOptions()
+        self.n_users, self.n_items = data.n_users, data.n_items
+        self.history = data.matrix
+        self.history_ts = data.timestamp_matrix()
+        self._fit(self.weigh(data.matrix), data, options)
+        self.fitted = True
+        return self
+
+    @abstractmethod
+    def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
+        """Learn from the weighted user×item matrix ``x``."""
+
+    def weigh(self, values: sp.csr_matrix) -> sp.csr_matrix:
+        """Apply the configured weighting to interaction values."""
+        w = self.config.weighting
+        if w == "raw":
+            return sp.csr_matrix(values, dtype=np.float32)
+        if w == "binary":
+            return weighting.binary(values)
+        if w == "confidence":
+            return weighting.confidence(values, self.config.alpha)
+        if w == "bm25":
+            return weighting.bm25(values)
+        return weighting.tfidf(values)
+
+    def scoring_input(
+        self, values: sp.csr_matrix, timestamps: sp.csr_matrix | None = None
+    ) -> sp.csr_matrix:
+        """Weighted history used for scoring, with recency weights when configured."""
+        x = self.weigh(values)
+        half_life = self.config.recency_half_life
+        if half_life is not None and timestamps is not None and x.nnz:
+            x = sp.csr_matrix(
+                (x.data * recency_weights(timestamps, half_life), x.indices, x.indptr),
+                shape=x.shape,
+            )
+        return x
+
+    # ------------------------------------------------------------------ scoring
+    @abstractmethod
+    def score_history(self, x: sp.csr_matrix) -> np.ndarray:
+        """Scores (n × n_items, float32) for users given by their weighted history rows."""
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Scores (len(users) × n_items) for known users (default: from their history)."""
+        users = np.asarray(users, dtype=np.int64)
+        ts = self.history_ts[users] if self.history_ts is not None else None
+        return self.score_history(self.scoring_input(self.history[users], ts))
+
+    def _check_users(self, users: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        if users.size and (users.min() < 0 or users.max() >= self.n_users):
+            raise IndexError("user index out of range")
+        return users
+
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise RuntimeError(f"{self.name} is not fitted")
+
+    def recommend(
+        self,
+        users: np.ndarray | list[int],
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        candidates: np.ndarray | None = None,
+    ) -> RecBatch:
+        """Top-k items for a batch of known users (indices into the training vocabulary)."""
+        u = self._check_users(np.asarray(users))
+        scores = self.score_users(u)
+        exclude = self.history[u] if exclude_seen else None
+        return topk(scores, k, exclude=exclude, candidates=candidates)
+
+    def recommend_history(
+        self,
+        values: sp.csr_matrix,
+        k: int = 10,
+        *,
+        timestamps: sp.csr_matrix | None = None,
+        exclude_seen: bool = True,
+        candidates: np.ndarray | None = None,
+    ) -> RecBatch:
+        """Top-k for users given by history rows (new users, or histories updated by feedback)."""
+        self._check_fitted()
+        values = sp.csr_matrix(values, dtype=np.float32)
+        if values.shape[1] != self.n_items:
+            raise ValueError(f"history must have {self.n_items} columns")
+        scores = self.score_history(self.scoring_input(values, timestamps))
+        return topk(scores, k, exclude=values if exclude_seen else None, candidates=candidates)
+
+    def fold_in(self, liked: np.ndarray | list[int], weights: np.ndarray | None = None) -> np.ndarray:
+        """Score every item (float32, n_items) for a user the model never saw.
+
+        Args:
+            liked: Item indices the user liked (their order is taken as oldest to newest).
+            weights: Optional interaction value per liked item (default 1).
+        """
+        self._check_fitted()
+        items = np.asarray(liked, dtype=np.int64)
+        if items.size and (items.min() < 0 or items.max() >= self.n_items):
+            raise IndexError("item index out of range")
+        vals = np.ones(items.size, np.float32) if weights is None else np.asarray(weights, np.float32)
+        row = sp.csr_matrix(
+            (vals, (np.zeros(items.size, np.int64), items)), shape=(1, self.n_items)
+        )
+        ts = sp.csr_matrix(
+            (np.arange(1, items.size + 1, dtype=np.float64), (np.zeros(items.size, np.int64), items)),
+            shape=(1, self.n_items),
+        )
+        return self.score_history(self.scoring_input(row, ts))[0]
+
+    def similar_items(self, items: np.ndarray | list[int], k: int = 10) -> RecBatch:
+        """The k most similar items to each given item (never the item itself)."""
+        self._check_fitted()
+        idx = np.atleast_1d(np.asarray(items, dtype=np.int64))
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_items):
+            raise IndexError("item index out of range")
+        sims = self.item_similarity(idx)
+        sims[np.arange(idx.size), idx] = -np.inf
+        return topk(sims, k)
+
+    def item_similarity(self, items: np.ndarray) -> np.ndarray:
+        """Similarity of the given items to every item (default: cosine of item vectors)."""
+        vec = self.item_vectors()
+        norms = np.linalg.norm(vec, axis=1)
+        norms[norms == 0] = 1.0
+        unit = vec / norms[:, None]
+        return (unit[items] @ unit.T).astype(np.float32)
+
+    def item_vectors(self) -> np.ndarray:
+        """Dense item representation used for similarity (models override)."""
+        raise NotImplementedError(f"{self.name} has no item vectors")
+
+    # -------------------------------------------------------------- persistence
+    @abstractmethod
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """Learned arrays to save."""
+
+    @abstractmethod
+    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore learned arrays."""
+
+    def save(self, folder: Path) -> None:
+        """Write ``model.json`` and ``arrays.npz`` (training history included) into ``folder``."""
+        self._check_fitted()
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {f"model_{k}": v for k, v in self._arrays().items()}
+        h = self.history
+        arrays |= {"history_indptr": h.indptr, "history_indices": h.indices, "history_data": h.data}
+        if self.history_ts is not None:
+            arrays["history_ts"] = self.history_ts.data
+        np.savez(folder / "arrays.npz", **arrays)
+        meta = {
+            "model": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "config_hash": self.config.config_hash(),
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+        }
+        (folder / "model.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> Recommender:
+        """Load a model saved by :meth:`save` (any registered model; no pickle)."""
+        from movierec.models.registry import MODELS
+
+        meta = json.loads((folder / "model.json").read_text())
+        model_cls = MODELS[meta["model"]]
+        model = model_cls(model_cls.config_class.model_validate(meta["config"]))
+        with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        model.n_users, model.n_items = int(meta["n_users"]), int(meta["n_items"])
+        shape = (model.n_users, model.n_items)
+        model.history = sp.csr_matrix(
+            (arrays["history_data"], arrays["history_indices"], arrays["history_indptr"]), shape=shape
+        )
+        if "history_ts" in arrays:
+            model.history_ts = sp.csr_matrix(
+                (arrays["history_ts"], arrays["history_indices"], arrays["history_indptr"]),
+                shape=shape,
+            )
+        model._load_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("model_")})
+        model.fitted = True
+        return model
+
+    def describe(self) -> dict[str, Any]:
+        """Name, config and shape, for logs and manifests."""
+        return {
+            "model": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "config_hash": self.config.config_hash(),
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+        }

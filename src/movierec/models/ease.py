@@ -1,0 +1,96 @@
+"""EASE (Steck 2019): a closed-form item-item linear model, with item pruning by count."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from movierec.data.interactions import InteractionData
+from movierec.models.base import ModelConfig, Recommender, TrainOptions
+
+
+class EASEConfig(ModelConfig):
+    """EASE settings.
+
+    Attributes:
+        l2: Ridge penalty λ on the item-item weights.
+        min_count: Items with fewer interactions are left out of the model (never
+            recommended by EASE), which bounds memory at ``kept² · 4`` bytes.
+        max_items: Keep at most this many items (the most frequent) whatever their count.
+        recency_half_life: Default 2: a user's n-th most recent interaction weighs
+            ``0.5 ** (n / 2)`` when scoring (chosen on the leave-last-out validation split).
+    """
+
+    l2: float = Field(default=400.0, gt=0)
+    recency_half_life: float | None = Field(default=2.0, gt=0)
+    min_count: int = Field(default=2, ge=1)
+    max_items: int = Field(default=30_000, ge=1)
+
+
+def spd_inverse(a: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive-definite matrix by Cholesky (LAPACK potrf + potri).
+
+    About five times faster than a general inverse; ``a`` is overwritten.
+    """
+    from scipy.linalg import lapack
+
+    potrf, potri = (
+        (lapack.spotrf, lapack.spotri) if a.dtype == np.float32 else (lapack.dpotrf, lapack.dpotri)
+    )
+    c, info = potrf(a, lower=False, overwrite_a=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"matrix is not positive definite (potrf info {info})")
+    inv, info = potri(c, lower=False, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"inverse failed (potri info {info})")
+    upper = np.triu(inv)
+    return upper + np.triu(upper, 1).T
+
+
+class EASE(Recommender):
+    """``B = I - P / diag(P)`` with ``P = (XᵀX + λI)⁻¹``; scores are ``X B``."""
+
+    name = "ease"
+    config_class = EASEConfig
+    config: EASEConfig
+
+    def __init__(self, config: EASEConfig | None = None) -> None:
+        super().__init__(config)
+        self.kept = np.zeros(0, np.int64)
+        self.weights = np.zeros((0, 0), np.float32)
+
+    def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
+        counts = np.bincount(x.indices, minlength=x.shape[1])
+        order = np.argsort(-counts, kind="stable")
+        kept = order[counts[order] >= self.config.min_count][: self.config.max_items]
+        self.kept = np.sort(kept)
+        xk = x[:, self.kept]
+        gram = np.asarray((xk.T @ xk).todense(), dtype=np.float32)
+        gram[np.diag_indices_from(gram)] += self.config.l2
+        p = spd_inverse(gram)
+        b = -p / np.diag(p)
+        np.fill_diagonal(b, 0.0)
+        self.weights = b.astype(np.float32)
+
+    def score_history(self, x: sp.csr_matrix) -> np.ndarray:
+        """``x B`` on the kept items; pruned items score -inf."""
+        scores = np.full((x.shape[0], self.n_items), -np.inf, dtype=np.float32)
+        scores[:, self.kept] = np.asarray(x[:, self.kept] @ self.weights, dtype=np.float32)
+        return scores
+
+    def item_similarity(self, items: np.ndarray) -> np.ndarray:
+        """Rows of the learned item-item weights (symmetrised)."""
+        pos = np.searchsorted(self.kept, items)
+        out = np.full((len(items), self.n_items), -np.inf, dtype=np.float32)
+        for r, (item, p) in enumerate(zip(items, pos, strict=True)):
+            if p < self.kept.size and self.kept[p] == item:
+                out[r, self.kept] = self.weights[p] + self.weights[:, p]
+        return out
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"kept": self.kept, "weights": self.weights}
+
+    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.kept = arrays["kept"]
+        self.weights = arrays["weights"]

@@ -1,0 +1,184 @@
+"""Latent-factor models through the ``implicit`` library: ALS and BPR.
+
+The user×item orientation is handled here once: ``implicit`` (>= 0.5) takes user×item
+matrices for ``fit``; factors come back as numpy arrays (converted from the GPU when CUDA is
+used). Fold-in for new users is weighted least squares against the item factors, batched.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from movierec.data.interactions import InteractionData
+from movierec.models.base import ModelConfig, Recommender, TrainOptions, Weighting
+
+logger = logging.getLogger(__name__)
+
+
+def gpu_available() -> bool:
+    """Whether implicit was built with CUDA and a device is present."""
+    try:
+        import implicit.gpu
+
+        return bool(implicit.gpu.HAS_CUDA)
+    except Exception:  # pragma: no cover - depends on the build
+        return False
+
+
+def fold_in_factors(
+    x: sp.csr_matrix, item_factors: np.ndarray, regularization: float
+) -> np.ndarray:
+    """Implicit-feedback least squares for each row of ``x`` (confidence = stored value).
+
+    Solves ``(YᵀY + Σ_i (c_i - 1) y_i y_iᵀ + λI) u = Σ_i c_i y_i`` per user: the user step of
+    implicit ALS, so a fold-in user gets the factors ALS would give them.
+    """
+    y = item_factors.astype(np.float64)
+    f = y.shape[1]
+    yty = y.T @ y
+    out = np.zeros((x.shape[0], f), dtype=np.float32)
+    for r in range(x.shape[0]):
+        lo, hi = x.indptr[r], x.indptr[r + 1]
+        if lo == hi:
+            continue
+        items, conf = x.indices[lo:hi], x.data[lo:hi].astype(np.float64)
+        yi = y[items]
+        a = yty + (yi.T * (conf - 1.0)) @ yi + regularization * np.eye(f)
+        b = yi.T @ conf
+        out[r] = np.linalg.solve(a, b)
+    return out
+
+
+class FactorConfig(ModelConfig):
+    """Shared factor-model settings.
+
+    Attributes:
+        factors: Latent dimensions.
+        regularization: L2 penalty.
+        iterations: Training sweeps (ALS) or epochs (BPR).
+    """
+
+    factors: int = Field(default=64, ge=1)
+    regularization: float = Field(default=0.05, ge=0)
+    iterations: int = Field(default=15, ge=1)
+
+
+class ALSConfig(FactorConfig):
+    """ALS settings: confidence weighting ``1 + alpha·value`` by default."""
+
+    weighting: Weighting = "confidence"
+    alpha: float = Field(default=5.0, gt=0)
+
+
+class BPRConfig(FactorConfig):
+    """BPR settings."""
+
+    learning_rate: float = Field(default=0.05, gt=0)
+    iterations: int = Field(default=100, ge=1)
+    regularization: float = Field(default=0.01, ge=0)
+
+
+class _FactorModel(Recommender):
+    config: FactorConfig
+
+    def __init__(self, config: FactorConfig | None = None) -> None:
+        super().__init__(config)
+        self.user_factors = np.zeros((0, 0), np.float32)
+        self.item_factors = np.zeros((0, 0), np.float32)
+        self.device = "cpu"
+
+    def _make(self, options: TrainOptions) -> Any:
+        raise NotImplementedError
+
+    def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
+        use_gpu = options.use_gpu and gpu_available()
+        self.device = "cuda" if use_gpu else "cpu"
+        model = self._make(options)
+        model.fit(x, show_progress=False)
+        if use_gpu:  # pragma: no cover - needs CUDA
+            model = model.to_cpu()
+        self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Dot products of the learned user factors with every item."""
+        return self.user_factors[np.asarray(users, dtype=np.int64)] @ self.item_factors.T
+
+    def score_history(self, x: sp.csr_matrix) -> np.ndarray:
+        """Fold-in: least-squares user factors from the history, then dot products."""
+        u = fold_in_factors(x, self._fold_item_factors(), self.config.regularization)
+        return (u @ self._fold_item_factors().T).astype(np.float32)
+
+    def _fold_item_factors(self) -> np.ndarray:
+        return self.item_factors
+
+    def item_vectors(self) -> np.ndarray:
+        """The item factors."""
+        return self.item_factors
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
+    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_factors = arrays["user_factors"]
+        self.item_factors = arrays["item_factors"]
+
+
+class ALS(_FactorModel):
+    """Implicit-feedback ALS (Hu, Koren, Volinsky 2008) via ``implicit``; GPU when available."""
+
+    name = "als"
+    config_class = ALSConfig
+
+    def _make(self, options: TrainOptions) -> Any:
+        c = self.config
+        kwargs: dict[str, Any] = {
+            "factors": c.factors,
+            "regularization": c.regularization,
+            "iterations": c.iterations,
+            "random_state": options.seed,
+            "alpha": 1.0,  # confidence already applied by our weighting
+        }
+        if self.device == "cuda":  # pragma: no cover - needs CUDA
+            from implicit.gpu.als import AlternatingLeastSquares as GpuALS
+
+            return GpuALS(**kwargs)
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        return AlternatingLeastSquares(num_threads=options.threads, **kwargs)
+
+
+class BPR(_FactorModel):
+    """Bayesian personalised ranking via ``implicit`` (item factors carry a bias column)."""
+
+    name = "bpr"
+    config_class = BPRConfig
+    config: BPRConfig
+
+    def _make(self, options: TrainOptions) -> Any:
+        c = self.config
+        kwargs: dict[str, Any] = {
+            "factors": c.factors,
+            "learning_rate": c.learning_rate,
+            "regularization": c.regularization,
+            "iterations": c.iterations,
+            "random_state": options.seed,
+        }
+        if self.device == "cuda":  # pragma: no cover - needs CUDA
+            from implicit.gpu.bpr import BayesianPersonalizedRanking as GpuBPR
+
+            return GpuBPR(**kwargs)
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        return BayesianPersonalizedRanking(num_threads=options.threads, **kwargs)
+
+    def score_history(self, x: sp.csr_matrix) -> np.ndarray:
+        """Fold-in on the factor part; the learned item bias is added back."""
+        y = self.item_factors[:, :-1]
+        u = fold_in_factors(sp.csr_matrix(x), y, max(self.config.regularization, 1e-3))
+        return (u @ y.T + self.item_factors[:, -1]).astype(np.float32)

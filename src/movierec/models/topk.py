@@ -1,0 +1,69 @@
+"""The one top-k of movierec: seen-masking, candidate restriction and partial sorting."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from movierec.types import RecBatch
+
+
+def mask_rows(scores: np.ndarray, exclude: sp.csr_matrix) -> None:
+    """Set ``scores[r, c] = -inf`` for every stored entry ``(r, c)`` of ``exclude`` (in place)."""
+    if exclude.nnz == 0:
+        return
+    rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
+    scores[rows, exclude.indices] = -np.inf
+
+
+def topk(
+    scores: np.ndarray,
+    k: int,
+    *,
+    exclude: sp.csr_matrix | None = None,
+    candidates: np.ndarray | None = None,
+) -> RecBatch:
+    """Return the k best items of each row of ``scores``, best first.
+
+    Args:
+        scores: float scores, shape (n, n_items); modified in place (masked entries -> -inf).
+        k: How many items per row.
+        exclude: CSR (n × n_items) whose stored entries are never returned (seen items).
+        candidates: Item indices that may be returned (1-D, shared by every row), or a
+            boolean mask of shape (n, n_items); ``None`` allows every item.
+
+    Returns:
+        A :class:`RecBatch`; rows with fewer than k allowed items are padded with -1.
+    """
+    if k <= 0:
+        raise ValueError("k must be positive")
+    scores = np.asarray(scores, dtype=np.float32)
+    if scores.ndim != 2:
+        raise ValueError("scores must be 2-D (n, n_items)")
+    n, m = scores.shape
+    scores[~np.isfinite(scores)] = -np.inf
+    if candidates is not None:
+        if candidates.dtype == bool:
+            scores[~candidates] = -np.inf
+        else:
+            allowed = np.zeros(m, dtype=bool)
+            allowed[candidates[(candidates >= 0) & (candidates < m)]] = True
+            scores[:, ~allowed] = -np.inf
+    if exclude is not None:
+        mask_rows(scores, exclude)
+    kk = min(k, m)
+    if kk < m:
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    else:
+        part = np.broadcast_to(np.arange(m), (n, m)).copy()
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # best first; ties broken by the smaller item index for determinism
+    order = np.lexsort((part, -part_scores), axis=1)
+    items = np.take_along_axis(part, order, axis=1).astype(np.int32)
+    top = np.take_along_axis(part_scores, order, axis=1)
+    if kk < k:
+        items = np.pad(items, ((0, 0), (0, k - kk)), constant_values=-1)
+        top = np.pad(top, ((0, 0), (0, k - kk)), constant_values=-np.inf)
+    invalid = ~np.isfinite(top)
+    items[invalid] = -1
+    return RecBatch(items, top.astype(np.float32))
