@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := dev,postgres,mysql,models
+EXTRAS := dev,postgres,mysql
 # Debian packages the project needs at run or test time (checked with dpkg, installed only if missing).
 SYSTEM_PACKAGES := libgomp1
 

@@ -30,6 +30,8 @@ from movierec.settings import get_settings
 if TYPE_CHECKING:
     from movierec.data.ingest import FileKind
     from movierec.data.schema import FileFormat
+    from movierec.evaluation.runner import Tables
+    from movierec.evaluation.splits import Protocol
 
 FILE_KINDS = ("ratings", "movies", "links", "tags", "events")
 
@@ -375,6 +377,209 @@ def data_stats(
     if plot is not None:
         plot_stats(ratings, stats, plot, dataset)
         out.print(f"plot: {plot}")
+
+
+def _load_tables(dataset: str, data_dir: Path | None) -> tuple[Tables, Path]:
+    from movierec.data.movielens import load_release, resolve_dataset
+    from movierec.evaluation.runner import Tables
+
+    settings = get_settings()
+    folder = resolve_dataset(dataset, settings, data_dir)
+    rel = load_release(
+        folder,
+        kinds=("ratings", "movies", "tags"),
+        chunk_bytes=settings.chunk_bytes,
+        dedup=settings.dedup_keep,
+    )
+    t = rel.tables
+    tables = Tables(
+        t["ratings"].table,
+        t["movies"].table if "movies" in t else None,
+        t["tags"].table if "tags" in t else None,
+    )
+    return tables, folder
+
+
+@app.command("evaluate")
+def evaluate(
+    dataset: Annotated[str, typer.Option(help="Release name or folder.")] = "ml-latest-small",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder of releases (default MOVIEREC_DATA_DIR).")
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="leave-last-out | temporal | stratified | kfold-rating | strong-generalization"
+        ),
+    ] = "leave-last-out",
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated model names (default: all that apply).")
+    ] = None,
+    k: Annotated[
+        list[int] | None, typer.Option("--k", help="Cut-offs (repeat: --k 10 --k 20).")
+    ] = None,
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Seeds 0..N-1; means and standard errors over them.")
+    ] = 1,
+    relevance: Annotated[
+        float | None,
+        typer.Option(help="Only held-out ratings >= this are relevant (default: all)."),
+    ] = None,
+    params: Annotated[
+        str | None, typer.Option(help='Config overrides as JSON: {"als": {"factors": 128}}.')
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the results JSON here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG chart here.")] = None,
+) -> None:
+    """Train and evaluate models under one protocol; print a table and write JSON (and a plot)."""
+    from movierec.evaluation.runner import plot_results, run_evaluation
+    from movierec.evaluation.splits import PROTOCOLS
+    from movierec.models.registry import MODELS
+
+    if protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"unknown protocol {protocol!r}; use {', '.join(PROTOCOLS)}")
+    names = (
+        [m.strip() for m in models.split(",")]
+        if models
+        else (["mf"] if protocol == "kfold-rating" else list(MODELS))
+    )
+    unknown = [m for m in names if m not in MODELS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}"
+        )
+    ks = sorted(set(k or [10, 20]))
+    try:
+        overrides = json.loads(params) if params else {}
+        tables, _ = _load_tables(dataset, data_dir)
+        steps = len(names) * seeds * (5 if protocol == "kfold-rating" else 1)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        task = progress.add_task("evaluate", total=steps)
+
+        def step(label: str) -> None:
+            progress.update(task, description=label)
+            progress.advance(task)
+
+        with progress:
+            result = run_evaluation(
+                tables,
+                protocol,
+                names,
+                ks,
+                seeds,
+                overrides,
+                relevance=relevance,
+                dataset=dataset,
+                progress=step,
+            )
+    except (MovierecError, ValueError) as e:
+        raise _fail(e) from e
+    _print_results(result)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2))
+    if plot is not None:
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_results(result, plot)
+        out.print(f"plot: {plot}")
+
+
+def _print_results(result: dict[str, object]) -> None:
+    models = result["models"]
+    assert isinstance(models, dict)
+    first = next(iter(models.values()))
+    cols = [
+        c
+        for c in first
+        if not c.endswith("_se")
+        and (
+            c in ("rmse", "mae")
+            or c.split("@")[0] in ("recall", "ndcg", "precision", "map", "hit", "coverage")
+        )
+    ]
+    t = Table(title=f"{result['dataset']} · {result['protocol']} · seeds {result.get('seeds')}")
+    t.add_column("model")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for name, vals in models.items():
+        t.add_row(
+            name,
+            *[
+                f"{vals[c]:.4f}" + (f"±{vals[c + '_se']:.4f}" if vals.get(c + "_se") else "")
+                for c in cols
+            ],
+        )
+    out.print(t)
+
+
+@app.command("tune")
+def tune(
+    model: Annotated[str, typer.Argument(help="Model to tune (its search space is built in).")],
+    dataset: Annotated[str, typer.Option(help="Release name or folder.")] = "ml-latest-small",
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of releases.")] = None,
+    protocol: Annotated[
+        str, typer.Option(help="Protocol whose validation split is used.")
+    ] = "leave-last-out",
+    metric: Annotated[
+        str, typer.Option(help="Metric to optimise, e.g. ndcg@10 or rmse.")
+    ] = "ndcg@10",
+    trials: Annotated[
+        int, typer.Option(min=1, help="Configs to try (the first is the default).")
+    ] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the random search.")] = 0,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the trials and the best config here.")
+    ] = None,
+) -> None:
+    """Random search on the validation split (never the test split); writes trials and the best."""
+    from movierec.evaluation.tuning import SEARCH_SPACES, random_search
+
+    if model not in SEARCH_SPACES:
+        raise typer.BadParameter(f"unknown model {model!r}")
+    ks = sorted({10, 20, int(metric.split("@")[1])}) if "@" in metric else [10]
+    try:
+        tables, _ = _load_tables(dataset, data_dir)
+        progress = Progress(
+            TextColumn("tune {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        task = progress.add_task(model, total=trials)
+        with progress:
+            result = random_search(
+                model,
+                tables,
+                cast("Protocol", protocol),
+                metric,
+                trials,
+                seed,
+                ks,
+                dataset,
+                on_trial=lambda i, p, v: progress.advance(task),
+            )
+    except (MovierecError, ValueError, KeyError) as e:
+        raise _fail(e) from e
+    t = Table(title=f"tune {model} · {protocol} (validation) · {metric}")
+    t.add_column("trial", justify="right")
+    t.add_column("params")
+    t.add_column(metric, justify="right")
+    for i, tr in enumerate(result["trials"]):
+        t.add_row(str(i), json.dumps(tr["params"]) or "defaults", f"{tr['value']:.4f}")
+    out.print(t)
+    out.print(f"best: {json.dumps(result['best'])}")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2))
 
 
 def main() -> None:

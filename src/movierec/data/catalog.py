@@ -22,7 +22,7 @@ class Catalog:
 
     @classmethod
     def build(cls, items: Vocabulary, movies: pa.Table | None, tags: pa.Table | None) -> Catalog:
-        """Align movies' genres and tags (lower-cased) with ``items``; unknown movies are skipped."""
+        """Align genres and tags (lower-cased) with ``items``; unknown movies are skipped."""
         n = len(items)
         genre_names: list[str] = []
         g_rows: list[int] = []

@@ -42,16 +42,36 @@ def _row_of_entries(x: sp.csr_matrix) -> np.ndarray:
     return np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
 
 
-def bm25(x: sp.csr_matrix, k1: float = 100.0, b: float = 0.8) -> sp.csr_matrix:
+def item_idf(x: sp.csr_matrix) -> np.ndarray:
+    """``log N - log(1 + df_i)`` over the rows of ``x`` (users as documents, items as terms)."""
+    n = float(x.shape[0])
+    return np.log(max(n, 1.0)) - np.log1p(_item_df(x))
+
+
+def mean_row_length(x: sp.csr_matrix) -> float:
+    """Mean row sum (BM25's average document length); 1 for an empty matrix."""
+    lengths = np.asarray(x.sum(axis=1)).ravel()
+    return float(lengths.mean()) if lengths.size and lengths.mean() > 0 else 1.0
+
+
+def bm25(
+    x: sp.csr_matrix,
+    k1: float = 100.0,
+    b: float = 0.8,
+    *,
+    idf: np.ndarray | None = None,
+    avg_length: float | None = None,
+) -> sp.csr_matrix:
     """Okapi BM25 over users as documents and items as terms (as ``implicit.nearest_neighbours``).
 
     ``w = v (k1 + 1) / (k1 · norm_u + v) · idf_i`` with ``idf_i = log N - log(1 + df_i)`` and
-    ``norm_u = (1 - b) + b · len_u / mean(len)``.
+    ``norm_u = (1 - b) + b · len_u / mean(len)``. ``idf`` and ``avg_length`` default to the
+    statistics of ``x``; pass the training statistics when weighting histories for scoring, so
+    a user's weights do not depend on who else is in the batch.
     """
-    n = float(x.shape[0])
-    idf = np.log(max(n, 1.0)) - np.log1p(_item_df(x))
+    idf = item_idf(x) if idf is None else idf
+    avg = mean_row_length(x) if avg_length is None else avg_length
     lengths = np.asarray(x.sum(axis=1)).ravel()
-    avg = lengths.mean() if lengths.size and lengths.mean() > 0 else 1.0
     norm = (1.0 - b) + b * lengths / avg
     rows = _row_of_entries(x)
     v = x.data.astype(np.float64)
@@ -59,10 +79,9 @@ def bm25(x: sp.csr_matrix, k1: float = 100.0, b: float = 0.8) -> sp.csr_matrix:
     return _with_data(x, data)
 
 
-def tfidf(x: sp.csr_matrix) -> sp.csr_matrix:
-    """TF-IDF: ``sqrt(v) · (log N - log(1 + df_i))``."""
-    n = float(x.shape[0])
-    idf = np.log(max(n, 1.0)) - np.log1p(_item_df(x))
+def tfidf(x: sp.csr_matrix, *, idf: np.ndarray | None = None) -> sp.csr_matrix:
+    """TF-IDF: ``sqrt(v) · (log N - log(1 + df_i))`` (``idf`` defaults to that of ``x``)."""
+    idf = item_idf(x) if idf is None else idf
     return _with_data(x, np.sqrt(x.data.astype(np.float64)) * idf[x.indices])
 
 

@@ -61,14 +61,14 @@ def average_precision(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.nd
 
 def hit_rate(hits: np.ndarray, k: int) -> np.ndarray:
     """1 when any of the top k is relevant."""
-    return hits[:, :k].any(axis=1).astype(np.float64)
+    return np.asarray(hits[:, :k].any(axis=1), dtype=np.float64)
 
 
 def reciprocal_rank(hits: np.ndarray, k: int) -> np.ndarray:
     """1 / rank of the first relevant item within the top k (0 when none)."""
     h = hits[:, :k]
     first = np.argmax(h, axis=1)
-    return np.where(h.any(axis=1), 1.0 / (first + 1), 0.0)
+    return np.asarray(np.where(h.any(axis=1), 1.0 / (first + 1), 0.0), dtype=np.float64)
 
 
 def ranking_metrics(
@@ -109,7 +109,9 @@ def novelty(recs: np.ndarray, item_popularity: np.ndarray, n_users: int, k: int)
     return np.nanmean(info, axis=1)
 
 
-def popularity_bias(recs: np.ndarray, item_popularity: np.ndarray, n_users: int, k: int) -> np.ndarray:
+def popularity_bias(
+    recs: np.ndarray, item_popularity: np.ndarray, n_users: int, k: int
+) -> np.ndarray:
     """Per user, mean popularity (share of users who interacted) of the top k (ARP)."""
     r = recs[:, :k]
     share = item_popularity / max(n_users, 1)

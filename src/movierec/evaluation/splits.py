@@ -17,10 +17,16 @@ import scipy.sparse as sp
 
 from movierec.data.interactions import InteractionData
 
-Protocol = Literal["leave-last-out", "temporal", "stratified", "kfold-rating", "strong-generalization"]
-PROTOCOLS: tuple[Protocol, ...] = (
+Protocol = Literal[
     "leave-last-out", "temporal", "stratified", "kfold-rating", "strong-generalization"
-)  # fmt: skip
+]
+PROTOCOLS: tuple[Protocol, ...] = (
+    "leave-last-out",
+    "temporal",
+    "stratified",
+    "kfold-rating",
+    "strong-generalization",
+)
 Stage = Literal["test", "valid"]
 
 DESCRIPTIONS: dict[str, str] = {
@@ -71,9 +77,13 @@ def _arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 
 
 def _make_split(
-    u: np.ndarray, i: np.ndarray, r: np.ndarray, ts: np.ndarray, train_mask: np.ndarray,
+    u: np.ndarray,
+    i: np.ndarray,
+    r: np.ndarray,
+    ts: np.ndarray,
+    train_mask: np.ndarray,
     test_mask: np.ndarray,
-) -> Split:  # fmt: skip
+) -> Split:
     train = InteractionData.from_arrays(u[train_mask], i[train_mask], r[train_mask], ts[train_mask])
     tu = train.users.index(u[test_mask])
     ti = train.items.index(i[test_mask])
@@ -92,9 +102,13 @@ def _make_split(
     return Split(train, truth, users, skipped=skipped)
 
 
-def _rank_in_user(u: np.ndarray, order_keys: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Position of each row within its user when sorted by ``order_keys`` (last key = primary
-    within user), and the user's size."""
+def _rank_in_user(
+    u: np.ndarray, order_keys: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each row within its user, and the user's size.
+
+    Rows are sorted within a user by ``order_keys`` (the last key is the primary one).
+    """
     order = np.lexsort((*order_keys, u))
     su = u[order]
     start = np.searchsorted(su, su, side="left")
@@ -131,8 +145,9 @@ def temporal(table: pa.Table, seed: int = 0, stage: Stage = "test", quantile: fl
     return _make_split(u, i, r, ts, before, ~before)
 
 
-def _random_fraction(u: np.ndarray, rng: np.random.Generator, fraction: float,
-                     among: np.ndarray) -> np.ndarray:  # fmt: skip
+def _random_fraction(
+    u: np.ndarray, rng: np.random.Generator, fraction: float, among: np.ndarray
+) -> np.ndarray:
     """Mark ceil-free ``round(fraction · n_u)`` (at least 1 when n_u >= 2) random rows per user."""
     idx = np.flatnonzero(among)
     uu = u[idx]
@@ -143,7 +158,9 @@ def _random_fraction(u: np.ndarray, rng: np.random.Generator, fraction: float,
     return out
 
 
-def stratified(table: pa.Table, seed: int = 0, stage: Stage = "test", fraction: float = 0.25) -> Split:
+def stratified(
+    table: pa.Table, seed: int = 0, stage: Stage = "test", fraction: float = 0.25
+) -> Split:
     """Per-user random split (see :data:`DESCRIPTIONS`)."""
     u, i, r, ts = _arrays(table)
     rng = np.random.default_rng(seed)
@@ -155,15 +172,18 @@ def stratified(table: pa.Table, seed: int = 0, stage: Stage = "test", fraction: 
 
 
 def kfold_rating(table: pa.Table, seed: int = 0, folds: int = 5) -> list[Split]:
-    """k random folds of ratings (see :data:`DESCRIPTIONS`)."""
+    """K random folds of ratings (see :data:`DESCRIPTIONS`)."""
     u, i, r, ts = _arrays(table)
     fold = np.random.default_rng(seed).permutation(u.size) % folds
     return [_make_split(u, i, r, ts, fold != f, fold == f) for f in range(folds)]
 
 
 def strong_generalization(
-    table: pa.Table, seed: int = 98765, stage: Stage = "test", heldout_fraction: float = 0.0735,
-) -> Split:  # fmt: skip
+    table: pa.Table,
+    seed: int = 98765,
+    stage: Stage = "test",
+    heldout_fraction: float = 0.0735,
+) -> Split:
     """Held-out users with 80/20 fold-in (see :data:`DESCRIPTIONS`)."""
     u, i, r, ts = _arrays(table)
     pos_mask = r > 3.5
@@ -174,7 +194,7 @@ def strong_generalization(
     u, i, r, ts = u[keep], i[keep], r[keep], ts[keep]
     rng = np.random.default_rng(seed)
     perm = rng.permutation(users)
-    n_held = max(1, int(round(users.size * heldout_fraction)))
+    n_held = max(1, round(users.size * heldout_fraction))
     test_users, valid_users = perm[:n_held], perm[n_held : 2 * n_held]
     held = test_users if stage == "test" else valid_users
     out_users = np.concatenate([test_users, valid_users])

@@ -37,6 +37,10 @@ class ModelConfig(BaseModel):
         alpha: Confidence scale for ``confidence``.
         recency_half_life: When set, a user's history is weighted by recency when scoring:
             the n-th most recent interaction counts ``0.5 ** (n / recency_half_life)``.
+        recency_floor: The least weight an old interaction keeps:
+            ``floor + (1 - floor) · 0.5 ** (n / half_life)``.
+        train_half_life_days: When set, training interactions decay with their age (from the
+            newest interaction in the data) with this half-life.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -44,6 +48,8 @@ class ModelConfig(BaseModel):
     weighting: Weighting = "binary"
     alpha: float = Field(default=1.0, gt=0)
     recency_half_life: float | None = Field(default=None, gt=0)
+    recency_floor: float = Field(default=0.0, ge=0, le=1)
+    train_half_life_days: float | None = Field(default=None, gt=0)
 
     def config_hash(self) -> str:
         """sha256 of the canonical JSON of the config (run identity)."""
@@ -96,6 +102,8 @@ class Recommender(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    #: Interaction value of a "liked" item in :meth:`fold_in` (5 stars for rating models).
+    liked_value: ClassVar[float] = 1.0
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         self.config = config or self.config_class()
@@ -105,6 +113,7 @@ class Recommender(ABC):
         self.n_items = 0
         self.history = sp.csr_matrix((0, 0), dtype=np.float32)
         self.history_ts: sp.csr_matrix | None = None
+        self.weight_stats: dict[str, np.ndarray] = {}
         self.fitted = False
 
     # ----------------------------------------------------------------- training
@@ -114,7 +123,14 @@ class Recommender(ABC):
         self.n_users, self.n_items = data.n_users, data.n_items
         self.history = data.matrix
         self.history_ts = data.timestamp_matrix()
-        self._fit(self.weigh(data.matrix), data, options)
+        self.weight_stats = {
+            "idf": weighting.item_idf(data.matrix).astype(np.float32),
+            "avg_length": np.array([weighting.mean_row_length(data.matrix)]),
+        }
+        x = self.weigh(data.matrix)
+        if self.config.train_half_life_days is not None:
+            x = weighting.time_decay(x, data.timestamps, self.config.train_half_life_days)
+        self._fit(x, data, options)
         self.fitted = True
         return self
 
@@ -123,7 +139,11 @@ class Recommender(ABC):
         """Learn from the weighted user×item matrix ``x``."""
 
     def weigh(self, values: sp.csr_matrix) -> sp.csr_matrix:
-        """Apply the configured weighting to interaction values."""
+        """Apply the configured weighting to interaction values.
+
+        BM25 and TF-IDF use the statistics of the training data (item idf, mean history
+        length), so the weights of a user never depend on the other rows of a batch.
+        """
         w = self.config.weighting
         if w == "raw":
             return sp.csr_matrix(values, dtype=np.float32)
@@ -131,9 +151,12 @@ class Recommender(ABC):
             return weighting.binary(values)
         if w == "confidence":
             return weighting.confidence(values, self.config.alpha)
+        idf = self.weight_stats["idf"]
         if w == "bm25":
-            return weighting.bm25(values)
-        return weighting.tfidf(values)
+            return weighting.bm25(
+                values, idf=idf, avg_length=float(self.weight_stats["avg_length"][0])
+            )
+        return weighting.tfidf(values, idf=idf)
 
     def scoring_input(
         self, values: sp.csr_matrix, timestamps: sp.csr_matrix | None = None
@@ -142,8 +165,10 @@ class Recommender(ABC):
         x = self.weigh(values)
         half_life = self.config.recency_half_life
         if half_life is not None and timestamps is not None and x.nnz:
+            floor = self.config.recency_floor
+            w = floor + (1.0 - floor) * recency_weights(timestamps, half_life)
             x = sp.csr_matrix(
-                (x.data * recency_weights(timestamps, half_life), x.indices, x.indptr),
+                (x.data * w, x.indices, x.indptr),
                 shape=x.shape,
             )
         return x
@@ -201,23 +226,32 @@ class Recommender(ABC):
         scores = self.score_history(self.scoring_input(values, timestamps))
         return topk(scores, k, exclude=values if exclude_seen else None, candidates=candidates)
 
-    def fold_in(self, liked: np.ndarray | list[int], weights: np.ndarray | None = None) -> np.ndarray:
+    def fold_in(
+        self, liked: np.ndarray | list[int], weights: np.ndarray | None = None
+    ) -> np.ndarray:
         """Score every item (float32, n_items) for a user the model never saw.
 
         Args:
             liked: Item indices the user liked (their order is taken as oldest to newest).
-            weights: Optional interaction value per liked item (default 1).
+            weights: Optional interaction value per liked item (default :attr:`liked_value`).
         """
         self._check_fitted()
         items = np.asarray(liked, dtype=np.int64)
         if items.size and (items.min() < 0 or items.max() >= self.n_items):
             raise IndexError("item index out of range")
-        vals = np.ones(items.size, np.float32) if weights is None else np.asarray(weights, np.float32)
+        vals = (
+            np.full(items.size, self.liked_value, np.float32)
+            if weights is None
+            else np.asarray(weights, np.float32)
+        )
         row = sp.csr_matrix(
             (vals, (np.zeros(items.size, np.int64), items)), shape=(1, self.n_items)
         )
         ts = sp.csr_matrix(
-            (np.arange(1, items.size + 1, dtype=np.float64), (np.zeros(items.size, np.int64), items)),
+            (
+                np.arange(1, items.size + 1, dtype=np.float64),
+                (np.zeros(items.size, np.int64), items),
+            ),
             shape=(1, self.n_items),
         )
         return self.score_history(self.scoring_input(row, ts))[0]
@@ -262,7 +296,9 @@ class Recommender(ABC):
         arrays |= {"history_indptr": h.indptr, "history_indices": h.indices, "history_data": h.data}
         if self.history_ts is not None:
             arrays["history_ts"] = self.history_ts.data
-        np.savez(folder / "arrays.npz", **arrays)
+        arrays |= {f"weight_{k}": v for k, v in self.weight_stats.items()}
+        with (folder / "arrays.npz").open("wb") as f:
+            np.savez(f, allow_pickle=False, **arrays)
         meta = {
             "model": self.name,
             "config": self.config.model_dump(mode="json"),
@@ -285,13 +321,15 @@ class Recommender(ABC):
         model.n_users, model.n_items = int(meta["n_users"]), int(meta["n_items"])
         shape = (model.n_users, model.n_items)
         model.history = sp.csr_matrix(
-            (arrays["history_data"], arrays["history_indices"], arrays["history_indptr"]), shape=shape
+            (arrays["history_data"], arrays["history_indices"], arrays["history_indptr"]),
+            shape=shape,
         )
         if "history_ts" in arrays:
             model.history_ts = sp.csr_matrix(
                 (arrays["history_ts"], arrays["history_indices"], arrays["history_indptr"]),
                 shape=shape,
             )
+        model.weight_stats = {k[7:]: v for k, v in arrays.items() if k.startswith("weight_")}
         model._load_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("model_")})
         model.fitted = True
         return model

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
+from threadpoolctl import threadpool_limits
 
 from movierec.data.interactions import InteractionData
 from movierec.models.base import ModelConfig, Recommender, TrainOptions, Weighting
@@ -99,7 +100,9 @@ class _FactorModel(Recommender):
         use_gpu = options.use_gpu and gpu_available()
         self.device = "cuda" if use_gpu else "cpu"
         model = self._make(options)
-        model.fit(x, show_progress=False)
+        # implicit parallelises over users itself; BLAS threads on top of that only contend
+        with threadpool_limits(1, "blas"):
+            model.fit(x, show_progress=False)
         if use_gpu:  # pragma: no cover - needs CUDA
             model = model.to_cpu()
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)

@@ -72,8 +72,13 @@ class GenreKNN(Recommender):
 
     def _arrays(self) -> dict[str, np.ndarray]:
         c = self.content
-        return {"content_data": c.data, "content_indices": c.indices, "content_indptr": c.indptr,
-                "content_cols": np.array([c.shape[1]]), "popularity": self.popularity}
+        return {
+            "content_data": c.data,
+            "content_indices": c.indices,
+            "content_indptr": c.indptr,
+            "content_cols": np.array([c.shape[1]]),
+            "popularity": self.popularity,
+        }
 
     def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.content = sp.csr_matrix(

@@ -32,7 +32,7 @@ class MFConfig(ModelConfig):
 
     weighting: Literal["raw"] = "raw"
     factors: int = Field(default=32, ge=1)
-    regularization: float = Field(default=0.08, ge=0)
+    regularization: float = Field(default=0.15, ge=0)
     bias_regularization: float = Field(default=5.0, ge=0)
     iterations: int = Field(default=15, ge=1)
     init_scale: float = Field(default=0.1, gt=0)
@@ -41,7 +41,7 @@ class MFConfig(ModelConfig):
 def _ridge_step(
     m: sp.csr_matrix, residual_base: np.ndarray, fixed: np.ndarray, reg: float, bias_reg: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Solve ``[p, b]`` per row of ``m`` for targets ``m.data - residual_base`` on ``[fixed, 1]``."""
+    """Ridge-solve ``[p, b]`` per row of ``m`` for ``m.data - residual_base`` on ``[fixed, 1]``."""
     f = fixed.shape[1]
     feats = np.hstack([fixed, np.ones((fixed.shape[0], 1))]).astype(np.float64)
     factors = np.zeros((m.shape[0], f), dtype=np.float64)
@@ -66,6 +66,7 @@ class BiasedMF(Recommender):
 
     name = "mf"
     config_class = MFConfig
+    liked_value = 5.0
     config: MFConfig
 
     def __init__(self, config: MFConfig | None = None) -> None:
@@ -90,15 +91,19 @@ class BiasedMF(Recommender):
         rows_i = np.repeat(np.arange(n_i), np.diff(rt.indptr))
         for _ in range(c.iterations):
             # user step: targets r - mu - b_i
-            p, bu = _ridge_step(r, self.mu + bi[r.indices], q, c.regularization, c.bias_regularization)
+            p, bu = _ridge_step(
+                r, self.mu + bi[r.indices], q, c.regularization, c.bias_regularization
+            )
             # item step: targets r - mu - b_u
-            q, bi = _ridge_step(rt, self.mu + bu[rt.indices], p, c.regularization, c.bias_regularization)
+            q, bi = _ridge_step(
+                rt, self.mu + bu[rt.indices], p, c.regularization, c.bias_regularization
+            )
         del rows_u, rows_i
         self.user_factors, self.item_factors = p.astype(np.float32), q.astype(np.float32)
         self.user_bias, self.item_bias = bu.astype(np.float32), bi.astype(np.float32)
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Predicted ratings of (user, item) pairs, clipped to [0.5, 5] (unknown index -> -1 allowed).
+        """Predicted ratings of (user, item) pairs, clipped to [0.5, 5].
 
         A user or item index of -1 (unknown) falls back to the bias terms that are known.
         """
@@ -110,9 +115,7 @@ class BiasedMF(Recommender):
         pred[ku] += self.user_bias[u[ku]]
         pred[ki] += self.item_bias[i[ki]]
         both = ku & ki
-        pred[both] += np.einsum(
-            "ij,ij->i", self.user_factors[u[both]], self.item_factors[i[both]]
-        )
+        pred[both] += np.einsum("ij,ij->i", self.user_factors[u[both]], self.item_factors[i[both]])
         return np.clip(pred, MIN_RATING, MAX_RATING).astype(np.float32)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
@@ -125,7 +128,9 @@ class BiasedMF(Recommender):
         """Fold-in: ridge-fit user factors and bias on the given ratings, then predict."""
         base = self.mu + self.item_bias[x.indices].astype(np.float64)
         c = self.config
-        p, b = _ridge_step(sp.csr_matrix(x), base, self.item_factors, c.regularization, c.bias_regularization)
+        p, b = _ridge_step(
+            sp.csr_matrix(x), base, self.item_factors, c.regularization, c.bias_regularization
+        )
         s = p @ self.item_factors.T + b[:, None] + self.item_bias + self.mu
         return s.astype(np.float32)
 
@@ -134,8 +139,13 @@ class BiasedMF(Recommender):
         return self.item_factors
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {"mu": np.array([self.mu]), "user_bias": self.user_bias, "item_bias": self.item_bias,
-                "user_factors": self.user_factors, "item_factors": self.item_factors}
+        return {
+            "mu": np.array([self.mu]),
+            "user_bias": self.user_bias,
+            "item_bias": self.item_bias,
+            "user_factors": self.user_factors,
+            "item_factors": self.item_factors,
+        }
 
     def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.mu = float(arrays["mu"][0])

@@ -81,8 +81,12 @@ class Popularity(Recommender):
         out = {"popularity": self.popularity}
         if self.genres is not None:
             g = self.genres
-            out |= {"genres_data": g.data, "genres_indices": g.indices, "genres_indptr": g.indptr,
-                    "genres_shape": np.array(g.shape)}
+            out |= {
+                "genres_data": g.data,
+                "genres_indices": g.indices,
+                "genres_indptr": g.indptr,
+                "genres_shape": np.array(g.shape),
+            }
         return out
 
     def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:

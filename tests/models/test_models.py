@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from movierec.models import create
+from movierec.models.ease import spd_inverse
+from movierec.models.topk import topk
+from tests.models.contract import RecommenderContract, checkerboard
+
+
+class TestItemKNN(RecommenderContract):
+    name = "itemknn"
+
+
+class TestItemKNNBM25(RecommenderContract):
+    name = "itemknn"
+    params: ClassVar[dict[str, Any]] = {
+        "weighting": "bm25",
+        "neighbors": 5,
+        "recency_half_life": None,
+    }
+
+
+class TestALS(RecommenderContract):
+    name = "als"
+    params: ClassVar[dict[str, Any]] = {"factors": 4, "iterations": 15, "regularization": 1.0}
+
+
+class TestBPR(RecommenderContract):
+    name = "bpr"
+    params: ClassVar[dict[str, Any]] = {"factors": 8, "iterations": 200, "learning_rate": 0.05}
+    oracle_precision = 0.8  # SGD on 40 users: most, not all, of the top 5 is in-group
+
+
+class TestEASE(RecommenderContract):
+    name = "ease"
+    params: ClassVar[dict[str, Any]] = {"l2": 10.0}
+
+
+class TestGenre(RecommenderContract):
+    name = "genre"
+
+
+class TestMF(RecommenderContract):
+    name = "mf"
+    params: ClassVar[dict[str, Any]] = {
+        "factors": 4,
+        "iterations": 10,
+        "regularization": 0.05,
+        "bias_regularization": 1.0,
+    }
+    negatives = True
+
+
+class TestPopularity(RecommenderContract):
+    name = "popularity"
+    params: ClassVar[dict[str, Any]] = {"genre_boost": 1.0}
+
+    def test_counts_by_hand(self) -> None:
+        data, options = checkerboard()
+        model = create("popularity").fit(data, options)
+        counts = np.bincount(data.matrix.indices, minlength=data.n_items)
+        np.testing.assert_allclose(model.popularity, counts / counts.max())
+
+
+def test_topk_hand_checked() -> None:
+    scores = np.array([[0.1, 0.9, 0.5, 0.9], [1.0, -np.inf, np.nan, 0.2]], np.float32)
+    seen = sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 0]]))
+    rb = topk(scores.copy(), 3, exclude=seen)
+    assert rb.items.tolist() == [[3, 2, 0], [0, 3, -1]]
+    assert rb.scores[0].tolist() == pytest.approx([0.9, 0.5, 0.1])
+    assert rb.items.dtype == np.int32
+    rb = topk(scores.copy(), 6)
+    assert rb.items[0].tolist() == [1, 3, 2, 0, -1, -1]  # ties: smaller index first
+
+
+def test_spd_inverse() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20, 20))
+    g = a @ a.T + 20 * np.eye(20)
+    np.testing.assert_allclose(spd_inverse(g.copy()), np.linalg.inv(g), rtol=1e-8, atol=1e-10)
+
+
+def test_unknown_model_and_bad_config() -> None:
+    with pytest.raises(KeyError):
+        create("nope")
+    with pytest.raises(ValueError):
+        create("als", {"factors": 0})
+    with pytest.raises(ValueError):
+        create("ease", {"unknown_option": 1})
+
+
+def test_mf_predictions_are_clipped_and_fall_back() -> None:
+    data, options = checkerboard(negatives=True)
+    model = create("mf", {"factors": 4, "iterations": 5}).fit(data, options)
+    pred = model.predict(np.array([0, 0, -1, 0]), np.array([0, 20, 0, -1]))  # type: ignore[attr-defined]
+    assert ((pred >= 0.5) & (pred <= 5.0)).all()
+    assert pred[0] > pred[1]  # own-group item above other-group item
+
+
+def test_config_hash_identifies_config() -> None:
+    a, b = create("als").config, create("als", {"factors": 32}).config
+    assert a.config_hash() != b.config_hash()
+    assert a.config_hash() == create("als").config.config_hash()
