@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -491,31 +491,21 @@ def evaluate(
         out.print(f"plot: {plot}")
 
 
-def _print_results(result: dict[str, object]) -> None:
-    models = result["models"]
-    assert isinstance(models, dict)
-    first = next(iter(models.values()))
-    cols = [
-        c
-        for c in first
-        if not c.endswith("_se")
-        and (
-            c in ("rmse", "mae")
-            or c.split("@")[0] in ("recall", "ndcg", "precision", "map", "hit", "coverage")
-        )
-    ]
-    t = Table(title=f"{result['dataset']} · {result['protocol']} · seeds {result.get('seeds')}")
-    t.add_column("model")
-    for c in cols:
-        t.add_column(c, justify="right")
-    for name, vals in models.items():
-        t.add_row(
-            name,
-            *[
-                f"{vals[c]:.4f}" + (f"±{vals[c + '_se']:.4f}" if vals.get(c + "_se") else "")
-                for c in cols
-            ],
-        )
+def _print_results(result: dict[str, Any]) -> None:
+    """Metrics as rows, models as columns (standard errors are in the JSON)."""
+    models: dict[str, dict[str, float]] = result["models"]
+    if result["protocol"] == "kfold-rating":
+        metrics = ["rmse", "mae"]
+    else:
+        ks = result["k"]
+        metrics = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")]
+        metrics += [f"map@{ks[0]}", f"hit@{ks[0]}", f"coverage@{ks[-1]}"]
+    t = Table(title=f"{result['dataset']} · {result['protocol']} · {result.get('seeds')} seed(s)")
+    t.add_column("metric")
+    for name in models:
+        t.add_column(name, justify="right")
+    for metric in metrics:
+        t.add_row(metric, *[f"{vals.get(metric, float('nan')):.4f}" for vals in models.values()])
     out.print(t)
 
 

@@ -22,6 +22,9 @@ from movierec.evaluation.splits import (
     kfold_rating,
     make_split,
 )
+
+#: Protocols whose held-out interactions come after the training history in time.
+FUTURE_TARGET_PROTOCOLS = ("leave-last-out", "temporal")
 from movierec.models.base import Recommender, TrainOptions
 from movierec.models.mf import BiasedMF
 from movierec.models.registry import create
@@ -133,7 +136,12 @@ def run_evaluation(
         split = make_split(protocol, tables.ratings, seed, stage)
         skipped.append(split.skipped)
         catalog = Catalog.build(split.train.items, tables.movies, tables.tags)
-        options = TrainOptions(seed=seed, item_genres=catalog.genres, item_tags=catalog.tags)
+        options = TrainOptions(
+            seed=seed,
+            item_genres=catalog.genres,
+            item_tags=catalog.tags,
+            future_targets=protocol in FUTURE_TARGET_PROTOCOLS,
+        )
         for name in models:
             if progress is not None:
                 progress(f"{name} seed {seed}")

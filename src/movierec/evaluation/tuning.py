@@ -35,10 +35,14 @@ SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
         "iterations": [50, 100, 200],
     },
     "ease": {
-        "l2": [50.0, 100.0, 250.0, 400.0, 800.0, 1500.0],
-        "recency_half_life": [None, 1.0, 2.0, 4.0],
+        "l2": [50.0, 100.0, 200.0, 400.0, 800.0, 1500.0],
+        "recency_half_life": [None, 1.0, 2.0, 3.0, 4.0],
+        "dropout": [0.0, 0.25, 0.5],
     },
-    "genre": {"tag_weight": [0.0, 0.25, 0.5, 1.0], "popularity_weight": [0.0, 0.05, 0.2]},
+    "genre": {
+        "tag_weight": [0.0, 0.25, 0.5, 1.0],
+        "popularity_weight": [0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0],
+    },
     "mf": {
         "factors": [16, 32, 64],
         "regularization": [0.05, 0.1, 0.15, 0.2, 0.3],

@@ -67,6 +67,10 @@ class TrainOptions:
         item_genres: Optional CSR (items × genres) aligned with the item vocabulary.
         item_tags: Optional CSR (items × tags) aligned with the item vocabulary.
         use_gpu: Use a CUDA implementation when one is available.
+        future_targets: Whether the items to predict come after the user's history in time
+            (true in serving, leave-last-out and temporal evaluation). Recency weighting is
+            applied only then: under random hold-out protocols the "most recent" history item
+            says nothing about the held-out ones.
     """
 
     seed: int = 42
@@ -74,6 +78,7 @@ class TrainOptions:
     item_genres: sp.csr_matrix | None = None
     item_tags: sp.csr_matrix | None = None
     use_gpu: bool = False
+    future_targets: bool = True
 
 
 def recency_weights(timestamps: sp.csr_matrix, half_life: float) -> np.ndarray:
@@ -114,12 +119,14 @@ class Recommender(ABC):
         self.history = sp.csr_matrix((0, 0), dtype=np.float32)
         self.history_ts: sp.csr_matrix | None = None
         self.weight_stats: dict[str, np.ndarray] = {}
+        self.use_recency = True
         self.fitted = False
 
     # ----------------------------------------------------------------- training
     def fit(self, data: InteractionData, options: TrainOptions | None = None) -> Self:
         """Learn from interactions; the training history is kept for exclude-seen."""
         options = options or TrainOptions()
+        self.use_recency = options.future_targets
         self.n_users, self.n_items = data.n_users, data.n_items
         self.history = data.matrix
         self.history_ts = data.timestamp_matrix()
@@ -164,7 +171,7 @@ class Recommender(ABC):
         """Weighted history used for scoring, with recency weights when configured."""
         x = self.weigh(values)
         half_life = self.config.recency_half_life
-        if half_life is not None and timestamps is not None and x.nnz:
+        if half_life is not None and self.use_recency and timestamps is not None and x.nnz:
             floor = self.config.recency_floor
             w = floor + (1.0 - floor) * recency_weights(timestamps, half_life)
             x = sp.csr_matrix(

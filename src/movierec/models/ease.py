@@ -15,6 +15,8 @@ class EASEConfig(ModelConfig):
 
     Attributes:
         l2: Ridge penalty λ on the item-item weights.
+        dropout: Denoising dropout rate p of DLAE (Steck 2020): the penalty of item i grows
+            by ``p / (1 - p) · count_i``, which regularises popular items more. 0 = plain EASE.
         min_count: Items with fewer interactions are left out of the model (never
             recommended by EASE), which bounds memory at ``kept² · 4`` bytes.
         max_items: Keep at most this many items (the most frequent) whatever their count.
@@ -24,6 +26,7 @@ class EASEConfig(ModelConfig):
 
     l2: float = Field(default=400.0, gt=0)
     recency_half_life: float | None = Field(default=2.0, gt=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
     min_count: int = Field(default=2, ge=1)
     max_items: int = Field(default=30_000, ge=1)
 
@@ -67,7 +70,10 @@ class EASE(Recommender):
         self.kept = np.sort(kept)
         xk = x[:, self.kept]
         gram = np.asarray((xk.T @ xk).todense(), dtype=np.float32)
-        gram[np.diag_indices_from(gram)] += self.config.l2
+        diag = np.diag_indices_from(gram)
+        p_drop = self.config.dropout
+        # DLAE (Steck 2020): emphasised denoising adds p/(1-p)·diag(XᵀX) to the ridge penalty
+        gram[diag] += self.config.l2 + p_drop / (1.0 - p_drop) * gram[diag]
         p = spd_inverse(gram)
         b = -p / np.diag(p)
         np.fill_diagonal(b, 0.0)

@@ -99,9 +99,9 @@ class _FactorModel(Recommender):
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         use_gpu = options.use_gpu and gpu_available()
         self.device = "cuda" if use_gpu else "cpu"
-        model = self._make(options)
         # implicit parallelises over users itself; BLAS threads on top of that only contend
         with threadpool_limits(1, "blas"):
+            model = self._make(options)
             model.fit(x, show_progress=False)
         if use_gpu:  # pragma: no cover - needs CUDA
             model = model.to_cpu()

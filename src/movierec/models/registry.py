@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from movierec.models.base import Recommender
 from movierec.models.ease import EASE
 from movierec.models.factor import ALS, BPR
@@ -19,7 +22,7 @@ RANKING_MODELS = tuple(MODELS)
 RATING_MODELS = ("mf",)
 
 
-def create(name: str, params: dict[str, object] | None = None) -> Recommender:
+def create(name: str, params: Mapping[str, Any] | None = None) -> Recommender:
     """Instantiate a model by name with config overrides (validated by its config class)."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
