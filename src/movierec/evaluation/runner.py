@@ -22,15 +22,15 @@ from movierec.evaluation.splits import (
     kfold_rating,
     make_split,
 )
-
-#: Protocols whose held-out interactions come after the training history in time.
-FUTURE_TARGET_PROTOCOLS = ("leave-last-out", "temporal")
 from movierec.models.base import Recommender, TrainOptions
 from movierec.models.mf import BiasedMF
 from movierec.models.registry import create
 from movierec.types import RecBatch
 
 logger = logging.getLogger(__name__)
+
+#: Protocols whose held-out interactions come after the training history in time.
+FUTURE_TARGET_PROTOCOLS = ("leave-last-out", "temporal")
 ProgressFn = Callable[[str], None]
 
 
@@ -166,6 +166,9 @@ def run_evaluation(
         "relevance": "every held-out interaction"
         if relevance is None
         else f"rating >= {relevance}",
+        "recency_weighting": "applied (targets are future events)"
+        if protocol in FUTURE_TARGET_PROTOCOLS
+        else "not applied (random hold-out: no held-out item is more recent than the history)",
         "k": ks,
         "seeds": seeds,
         "skipped_test_interactions": skipped[0] if skipped else {},
