@@ -77,11 +77,12 @@ class ALSConfig(FactorConfig):
 
 
 class BPRConfig(FactorConfig):
-    """BPR settings."""
+    """BPR settings (defaults chosen by ``movierec tune bpr`` on a validation split)."""
 
-    learning_rate: float = Field(default=0.05, gt=0)
-    iterations: int = Field(default=100, ge=1)
-    regularization: float = Field(default=0.01, ge=0)
+    factors: int = Field(default=32, ge=1)
+    learning_rate: float = Field(default=0.01, gt=0)
+    iterations: int = Field(default=50, ge=1)
+    regularization: float = Field(default=0.001, ge=0)
 
 
 class _FactorModel(Recommender):
