@@ -65,6 +65,11 @@ def _fail(e: Exception, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+DatasetOpt = Annotated[str, typer.Option(help="Release name (ml-latest-small, ...) or folder.")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option(help="Folder of releases (default MOVIEREC_DATA_DIR).")
+]
+OutputOpt = Annotated[Path | None, typer.Option(help="Write the results JSON here.")]
 KindOpt = Annotated[str, typer.Option("--kind", help="ratings | movies | links | tags | events")]
 FormatOpt = Annotated[
     str,
@@ -219,9 +224,7 @@ def data_ingest(
         str | None, typer.Option(help="Kind of a single file: ratings|movies|links|tags|events.")
     ] = None,
     layout: FormatOpt = "csv",
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Folder of releases (default MOVIEREC_DATA_DIR).")
-    ] = None,
+    data_dir: DataDirOpt = None,
     max_reject_rate: Annotated[
         float | None, typer.Option(help="Fail (exit 3), merging nothing, above this reject rate.")
     ] = None,
@@ -318,12 +321,8 @@ def data_synth(
 
 @data_app.command("stats")
 def data_stats(
-    dataset: Annotated[
-        str, typer.Option(help="Release name (ml-latest-small, ...) or folder.")
-    ] = "ml-latest-small",
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Folder of releases (default MOVIEREC_DATA_DIR).")
-    ] = None,
+    dataset: DatasetOpt = "ml-latest-small",
+    data_dir: DataDirOpt = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the statistics as JSON.")
     ] = None,
@@ -402,10 +401,8 @@ def _load_tables(dataset: str, data_dir: Path | None) -> tuple[Tables, Path]:
 
 @app.command("evaluate")
 def evaluate(
-    dataset: Annotated[str, typer.Option(help="Release name or folder.")] = "ml-latest-small",
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Folder of releases (default MOVIEREC_DATA_DIR).")
-    ] = None,
+    dataset: DatasetOpt = "ml-latest-small",
+    data_dir: DataDirOpt = None,
     protocol: Annotated[
         str,
         typer.Option(
@@ -512,8 +509,8 @@ def _print_results(result: dict[str, Any]) -> None:
 @app.command("tune")
 def tune(
     model: Annotated[str, typer.Argument(help="Model to tune (its search space is built in).")],
-    dataset: Annotated[str, typer.Option(help="Release name or folder.")] = "ml-latest-small",
-    data_dir: Annotated[Path | None, typer.Option(help="Folder of releases.")] = None,
+    dataset: DatasetOpt = "ml-latest-small",
+    data_dir: DataDirOpt = None,
     protocol: Annotated[
         str, typer.Option(help="Protocol whose validation split is used.")
     ] = "leave-last-out",

@@ -94,8 +94,29 @@ class _FactorModel(Recommender):
         self.item_factors = np.zeros((0, 0), np.float32)
         self.device = "cpu"
 
+    #: implicit classes (module path, class name) for the CPU and the GPU.
+    cpu_class: tuple[str, str]
+    gpu_class: tuple[str, str]
+
+    def _extra_kwargs(self) -> dict[str, Any]:
+        return {}
+
     def _make(self, options: TrainOptions) -> Any:
-        raise NotImplementedError
+        import importlib
+
+        c = self.config
+        kwargs: dict[str, Any] = {
+            "factors": c.factors,
+            "regularization": c.regularization,
+            "iterations": c.iterations,
+            "random_state": options.seed,
+            **self._extra_kwargs(),
+        }
+        if self.device == "cuda":  # pragma: no cover - needs CUDA
+            module, name = self.gpu_class
+            return getattr(importlib.import_module(module), name)(**kwargs)
+        module, name = self.cpu_class
+        return getattr(importlib.import_module(module), name)(num_threads=options.threads, **kwargs)
 
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         use_gpu = options.use_gpu and gpu_available()
@@ -138,23 +159,11 @@ class ALS(_FactorModel):
 
     name = "als"
     config_class = ALSConfig
+    cpu_class = ("implicit.cpu.als", "AlternatingLeastSquares")
+    gpu_class = ("implicit.gpu.als", "AlternatingLeastSquares")
 
-    def _make(self, options: TrainOptions) -> Any:
-        c = self.config
-        kwargs: dict[str, Any] = {
-            "factors": c.factors,
-            "regularization": c.regularization,
-            "iterations": c.iterations,
-            "random_state": options.seed,
-            "alpha": 1.0,  # confidence already applied by our weighting
-        }
-        if self.device == "cuda":  # pragma: no cover - needs CUDA
-            from implicit.gpu.als import AlternatingLeastSquares as GpuALS
-
-            return GpuALS(**kwargs)
-        from implicit.cpu.als import AlternatingLeastSquares
-
-        return AlternatingLeastSquares(num_threads=options.threads, **kwargs)
+    def _extra_kwargs(self) -> dict[str, Any]:
+        return {"alpha": 1.0}  # confidence is already applied by our weighting
 
 
 class BPR(_FactorModel):
@@ -163,23 +172,11 @@ class BPR(_FactorModel):
     name = "bpr"
     config_class = BPRConfig
     config: BPRConfig
+    cpu_class = ("implicit.cpu.bpr", "BayesianPersonalizedRanking")
+    gpu_class = ("implicit.gpu.bpr", "BayesianPersonalizedRanking")
 
-    def _make(self, options: TrainOptions) -> Any:
-        c = self.config
-        kwargs: dict[str, Any] = {
-            "factors": c.factors,
-            "learning_rate": c.learning_rate,
-            "regularization": c.regularization,
-            "iterations": c.iterations,
-            "random_state": options.seed,
-        }
-        if self.device == "cuda":  # pragma: no cover - needs CUDA
-            from implicit.gpu.bpr import BayesianPersonalizedRanking as GpuBPR
-
-            return GpuBPR(**kwargs)
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
-
-        return BayesianPersonalizedRanking(num_threads=options.threads, **kwargs)
+    def _extra_kwargs(self) -> dict[str, Any]:
+        return {"learning_rate": self.config.learning_rate}
 
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """Fold-in on the factor part; the learned item bias is added back."""
