@@ -569,6 +569,95 @@ def tune(
         output.write_text(json.dumps(result, indent=2))
 
 
+@app.command("train")
+def train(
+    dataset: DatasetOpt = "ml-latest-small",
+    data_dir: DataDirOpt = None,
+    model: Annotated[str, typer.Option(help="Default strategy of the bundle.")] = "ease",
+    strategies: Annotated[
+        str, typer.Option(help="Comma-separated models to put in the bundle.")
+    ] = "popularity,itemknn,als,ease,mf",
+    params: Annotated[str | None, typer.Option(help="Config overrides as JSON.")] = None,
+    evaluate: Annotated[bool, typer.Option(help="Record leave-last-out metrics.")] = True,
+) -> None:
+    """Train the models and publish a bundle (atomically), then point CURRENT at it."""
+    from movierec.lifecycle.train import train_and_publish
+    from movierec.models.registry import MODELS
+
+    names = tuple(n.strip() for n in strategies.split(",") if n.strip())
+    unknown = [n for n in (*names, model) if n not in MODELS]
+    if unknown:
+        raise typer.BadParameter(f"unknown model(s) {', '.join(unknown)}")
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    task = progress.add_task("train", total=len(set((*names, model))) + 1 + int(evaluate))
+
+    def step(label: str) -> None:
+        progress.update(task, description=label)
+        progress.advance(task)
+
+    try:
+        with progress:
+            result = train_and_publish(
+                get_settings(),
+                dataset,
+                model,
+                strategies=names,
+                data_dir=data_dir,
+                params=json.loads(params) if params else None,
+                evaluate=evaluate,
+                progress=step,
+            )
+    except (MovierecError, ValueError) as e:
+        raise _fail(e) from e
+    out.print(
+        f"published {result.version} (default {result.default_strategy}; "
+        f"strategies {', '.join(result.strategies)}) in {result.seconds:.1f} s"
+    )
+    if result.metrics:
+        out.print(
+            {
+                k: round(v, 4)
+                for k, v in result.metrics.items()
+                if k in ("recall@10", "ndcg@10", "recall@20")
+            }
+        )
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    access_log: Annotated[bool, typer.Option(help="JSON access log lines on stderr.")] = True,
+) -> None:
+    """Serve the current bundle over HTTP (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    if access_log:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log = logging.getLogger("movierec.access")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    uvicorn.run(
+        "movierec.service.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+    )
+
+
 def main() -> None:
     """Entry point of the console script."""
     try:

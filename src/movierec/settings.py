@@ -54,6 +54,17 @@ class Settings(BaseSettings):
         default=10_000, ge=0, description="Rejects listed in a JSON report (all go to the file)."
     )
     log_level: str = Field(default="WARNING", description="Logging level of the CLI.")
+    admin_token: str | None = Field(
+        default=None, description="Bearer token of the /admin endpoints (unset: admin disabled)."
+    )
+    fallback_chain: tuple[str, ...] = Field(
+        default=("popularity",), description="Strategies tried, in order, for unknown users."
+    )
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body.")
+    warm_cache: bool = Field(
+        default=True, description="Precompute every known user's top-N when a model loads."
+    )
+    bundle_retention: int = Field(default=5, ge=2, description="Bundle versions kept on disk.")
 
     @property
     def store_dir(self) -> Path:

@@ -1,0 +1,1 @@
+"""Model lifecycle: bundles (atomic publish), training and publishing."""

@@ -1,0 +1,247 @@
+"""Model bundles: a directory per version, published atomically, behind a ``CURRENT`` pointer.
+
+Publish order (as Gorse does it): write the new version under a temporary name, fsync every
+file, rename it to its version, then replace ``CURRENT`` atomically, then prune old versions.
+A crash at any point leaves ``CURRENT`` naming a complete bundle. Loading verifies the sha256
+of every file listed in ``manifest.json``; a bundle that does not verify is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from movierec import __version__
+from movierec.data.vocab import Vocabulary
+from movierec.errors import MovierecError
+from movierec.models.base import Recommender
+
+logger = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = 1
+CURRENT = "CURRENT"
+
+
+class BundleError(MovierecError):
+    """A bundle is missing, incomplete, corrupt or of an unknown format."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for p in sorted((d for d in path.rglob("*") if d.is_dir()), reverse=True):
+        _fsync_dir(p)
+    _fsync_dir(path)
+
+
+def _git_commit() -> str | None:
+    head = Path(__file__).resolve().parents[3] / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            return (head.parent / ref[5:]).read_text().strip()
+        return ref
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded, verified bundle: models by strategy name, vocabularies and the catalog."""
+
+    version: str
+    path: Path
+    manifest: dict[str, Any]
+    models: dict[str, Recommender]
+    users: Vocabulary
+    items: Vocabulary
+    movies: pa.Table
+
+    @property
+    def default_strategy(self) -> str:
+        """The strategy answering when none is asked for."""
+        return str(self.manifest["default_strategy"])
+
+
+def current_version(root: Path) -> str | None:
+    """The version ``CURRENT`` points to (``None`` when nothing was published)."""
+    try:
+        return (root / CURRENT).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def list_versions(root: Path) -> list[str]:
+    """Published versions, oldest first."""
+    if not root.exists():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def set_current(root: Path, version: str) -> None:
+    """Point ``CURRENT`` at an existing version atomically (write, fsync, rename, fsync dir)."""
+    if not (root / version / "manifest.json").exists():
+        raise BundleError(f"no bundle {version} under {root}")
+    tmp = root / f".{CURRENT}.{uuid.uuid4().hex[:8]}"
+    with tmp.open("w") as f:
+        f.write(version + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, root / CURRENT)
+    _fsync_dir(root)
+
+
+def publish_bundle(
+    root: Path,
+    models: dict[str, Recommender],
+    users: Vocabulary,
+    items: Vocabulary,
+    movies: pa.Table,
+    *,
+    default_strategy: str,
+    fingerprint: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    retention: int = 5,
+    make_current: bool = True,
+) -> str:
+    """Write a new bundle version and (by default) make it current; return its version.
+
+    Args:
+        root: The bundles folder (``MOVIEREC_HOME/bundles``).
+        models: Fitted models by strategy name (all on the same vocabularies).
+        users: User vocabulary of the training data.
+        items: Item vocabulary of the training data.
+        movies: Canonical movies table (title, year, genres) for the items.
+        default_strategy: Strategy used when a request names none.
+        fingerprint: Data fingerprint (sha256 and counts) of the training data.
+        metrics: Offline metrics to record.
+        extra: Anything else to record in the manifest (dataset, run ids, ...).
+        retention: Versions to keep (the current and the previous one are always kept).
+        make_current: Swap ``CURRENT`` to the new version.
+    """
+    if default_strategy not in models:
+        raise ValueError(f"default strategy {default_strategy!r} is not in the bundle")
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%S")
+    version = f"{stamp}-{str(fingerprint.get('sha256', ''))[:8]}-{uuid.uuid4().hex[:6]}"
+    tmp = root / f".tmp-{version}"
+    try:
+        tmp.mkdir()
+        for name, model in models.items():
+            model.save(tmp / "models" / name)
+        with (tmp / "vocab.npz").open("wb") as f:
+            np.savez(f, allow_pickle=False, user_ids=users.ids, item_ids=items.ids)
+        pq.write_table(movies, tmp / "movies.parquet")
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "version": version,
+            "created": datetime.now(tz=UTC).isoformat(),
+            "default_strategy": default_strategy,
+            "strategies": {n: m.describe() for n, m in models.items()},
+            "data_fingerprint": fingerprint,
+            "metrics": metrics or {},
+            "code_version": __version__,
+            "git_commit": _git_commit(),
+            "n_users": len(users),
+            "n_items": len(items),
+            "files": {str(p.relative_to(tmp)): _sha256(p) for p in files},
+            **(extra or {}),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        _fsync_tree(tmp)
+        os.rename(tmp, root / version)
+        _fsync_dir(root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if make_current:
+        previous = current_version(root)
+        set_current(root, version)
+        prune(root, retention, keep={version, previous} - {None})  # type: ignore[arg-type]
+    logger.info("published bundle %s", version)
+    return version
+
+
+def prune(root: Path, retention: int, keep: set[str] | None = None) -> list[str]:
+    """Delete the oldest versions beyond ``retention`` (never those in ``keep`` nor CURRENT)."""
+    keep = set(keep or set())
+    cur = current_version(root)
+    if cur:
+        keep.add(cur)
+    versions = list_versions(root)
+    removable = [v for v in versions[: max(0, len(versions) - retention)] if v not in keep]
+    for v in removable:
+        shutil.rmtree(root / v, ignore_errors=True)
+    return removable
+
+
+def load_bundle(root: Path, version: str | None = None) -> Bundle:
+    """Load and verify a bundle (default: the current one).
+
+    Raises:
+        BundleError: No bundle, unknown format, missing file or checksum mismatch.
+    """
+    version = version or current_version(root)
+    if version is None:
+        raise BundleError(f"no bundle published under {root} (run `movierec train`)")
+    path = root / version
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise BundleError(f"bundle {version}: unreadable manifest: {e}") from e
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"bundle {version}: unknown format {manifest.get('format')!r}")
+    for rel, digest in manifest.get("files", {}).items():
+        f = path / rel
+        if not f.is_file():
+            raise BundleError(f"bundle {version}: missing file {rel}")
+        if _sha256(f) != digest:
+            raise BundleError(f"bundle {version}: checksum mismatch for {rel}")
+    t0 = time.perf_counter()
+    try:
+        with np.load(path / "vocab.npz", allow_pickle=False) as v:
+            users, items = Vocabulary(v["user_ids"]), Vocabulary(v["item_ids"])
+        models = {n: Recommender.load(path / "models" / n) for n in manifest["strategies"]}
+        movies = pq.read_table(path / "movies.parquet")
+    except Exception as e:  # a bundle that verifies but does not load is refused too
+        raise BundleError(f"bundle {version}: cannot load: {e}") from e
+    for name, model in models.items():
+        if model.n_users != len(users) or model.n_items != len(items):
+            raise BundleError(f"bundle {version}: model {name} does not match the vocabularies")
+    logger.info("loaded bundle %s in %.2f s", version, time.perf_counter() - t0)
+    return Bundle(version, path, manifest, models, users, items, movies)

@@ -1,0 +1,45 @@
+"""FastAPI dependencies (``Annotated`` aliases used by the routers)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from movierec.service.engine import Engine
+from movierec.service.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    """The service state created in the lifespan hook."""
+    state: ServiceState = request.app.state.movierec
+    return state
+
+
+def get_engine(state: Annotated[ServiceState, Depends(get_state)]) -> Engine:
+    """The current engine; 503 while no model is loaded."""
+    if state.engine is None:
+        raise HTTPException(503, detail=f"no model loaded: {state.last_error or 'starting'}")
+    return state.engine
+
+
+def require_admin(
+    state: Annotated[ServiceState, Depends(get_state)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    """Bearer token check: 401 without a token, 403 with a wrong one."""
+    expected = state.settings.admin_token
+    if not authorization or not authorization.startswith("Bearer "):
+        raise HTTPException(
+            401,
+            detail="admin endpoints need 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if expected is None or not hmac.compare_digest(authorization[7:], expected):
+        raise HTTPException(403, detail="wrong admin token (or MOVIEREC_ADMIN_TOKEN is unset)")
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+AdminDep = Annotated[None, Depends(require_admin)]

@@ -1,0 +1,157 @@
+"""Durable feedback: SQLite in WAL mode by default, PostgreSQL when configured.
+
+A feedback event is committed (fsynced: ``synchronous=FULL``) before the API answers 2xx, so
+an acknowledged event survives a crash. The store also keeps an in-memory overlay per user
+(liked, disliked, rated, watched movies) that the engine reads on every request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import sqlalchemy as sa
+
+Signal = Literal["like", "dislike", "rating", "watch"]
+
+
+@dataclass
+class UserFeedback:
+    """What one user told us since the model was trained (movie ids, raw)."""
+
+    liked: dict[int, float] = field(default_factory=dict)
+    disliked: set[int] = field(default_factory=set)
+    rated: dict[int, float] = field(default_factory=dict)
+    watched: dict[int, float] = field(default_factory=dict)
+
+    def apply(self, movie_id: int, signal: str, value: float | None) -> None:
+        """Fold one event in: the latest signal about a movie wins."""
+        self.liked.pop(movie_id, None)
+        self.disliked.discard(movie_id)
+        self.rated.pop(movie_id, None)
+        if signal == "like":
+            self.liked[movie_id] = 5.0
+        elif signal == "dislike":
+            self.disliked.add(movie_id)
+        elif signal == "rating" and value is not None:
+            if value >= 3.5:
+                self.liked[movie_id] = value
+            elif value <= 2.0:
+                self.disliked.add(movie_id)
+            self.rated[movie_id] = value
+        elif signal == "watch":
+            self.watched[movie_id] = self.watched.get(movie_id, 0.0) + (value or 1.0)
+
+    def positives(self) -> dict[int, float]:
+        """Movies that count as positive interactions, with their value."""
+        out = {m: v for m, v in self.watched.items() if m not in self.disliked}
+        out.update({m: v for m, v in self.rated.items() if m not in self.disliked})
+        out.update(self.liked)
+        return out
+
+    def touched(self) -> set[int]:
+        """Every movie the user gave feedback on (never recommended back)."""
+        return set(self.liked) | self.disliked | set(self.rated) | set(self.watched)
+
+
+class FeedbackStore:
+    """Feedback table plus the per-user overlay; thread-safe."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
+                cur = conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=FULL")
+                cur.execute("PRAGMA busy_timeout=5000")
+                cur.close()
+
+        self.meta = sa.MetaData()
+        self.table = sa.Table(
+            "movierec_feedback",
+            self.meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("user_id", sa.BigInteger, nullable=False, index=True),
+            sa.Column("movie_id", sa.BigInteger, nullable=False),
+            sa.Column("signal", sa.String(16), nullable=False),
+            sa.Column("value", sa.Float),
+            sa.Column("source", sa.String(64)),
+            sa.Column("timestamp", sa.Float, nullable=False),
+            sa.Column("received", sa.Float, nullable=False),
+        )
+        self.meta.create_all(self.engine)
+        self._lock = threading.Lock()
+        self._users: dict[int, UserFeedback] = defaultdict(UserFeedback)
+        self._load()
+
+    @classmethod
+    def for_settings(cls, home: Path, database_url: str | None) -> FeedbackStore:
+        """PostgreSQL when ``MOVIEREC_DATABASE_URL`` is a PostgreSQL URL, else SQLite (WAL)."""
+        if database_url and database_url.startswith("postgresql"):
+            return cls(database_url)
+        home.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{home / 'feedback.db'}")
+
+    def _load(self) -> None:
+        with self.engine.connect() as con:
+            rows = con.execute(sa.select(self.table).order_by(self.table.c.id)).all()
+        for r in rows:
+            self._users[int(r.user_id)].apply(int(r.movie_id), r.signal, r.value)
+
+    def add(
+        self,
+        user_id: int,
+        movie_id: int,
+        signal: Signal,
+        value: float | None,
+        source: str | None,
+        timestamp: float | None,
+    ) -> int:
+        """Commit one event durably, then update the overlay; return its id."""
+        now = time.time()
+        row = {
+            "user_id": user_id,
+            "movie_id": movie_id,
+            "signal": signal,
+            "value": value,
+            "source": source,
+            "timestamp": timestamp or now,
+            "received": now,
+        }
+        with self._lock:
+            with self.engine.begin() as con:
+                new_id = con.execute(sa.insert(self.table).values(**row)).inserted_primary_key
+            self._users[user_id].apply(movie_id, signal, value)
+        return int(new_id[0]) if new_id else -1
+
+    def user(self, user_id: int) -> UserFeedback | None:
+        """The overlay of a user, or ``None`` when they gave no feedback."""
+        with self._lock:
+            return self._users.get(user_id)
+
+    def count(self) -> int:
+        """Events stored."""
+        with self.engine.connect() as con:
+            return int(con.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
+
+    def since(self, received_after: float = 0.0) -> list[dict[str, object]]:
+        """Events received after a time (for retraining with feedback)."""
+        q = (
+            sa.select(self.table)
+            .where(self.table.c.received > received_after)
+            .order_by(self.table.c.id)
+        )
+        with self.engine.connect() as con:
+            return [dict(r._mapping) for r in con.execute(q)]
+
+    def close(self) -> None:
+        """Release connections."""
+        self.engine.dispose()

@@ -1,0 +1,195 @@
+"""Recommendation endpoints: every form goes through :func:`_recommend`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import PlainTextResponse
+
+from movierec.service.deps import EngineDep, StateDep
+from movierec.service.engine import Answer, Engine
+from movierec.service.metrics import FALLBACKS
+from movierec.service.schemas import (
+    BatchIn,
+    BatchOut,
+    ItemOut,
+    RecommendationOut,
+    SessionIn,
+    Strategy,
+)
+from movierec.service.state import ServiceState
+
+router = APIRouter(tags=["recommendations"])
+
+K = Annotated[int, Query(ge=1, le=500, description="How many movies.")]
+UserId = Annotated[int, Path(ge=1, lt=2**31, description="MovieLens user id.")]
+
+
+def provenance(response: Response, engine: Engine) -> None:
+    """Headers that trace a response to its bundle and data snapshot."""
+    response.headers["X-Model-Version"] = engine.version
+    response.headers["X-Data-Fingerprint"] = engine.fingerprint
+
+
+def _out(engine: Engine, ans: Answer, explain: bool) -> RecommendationOut:
+    if ans.fallback:
+        FALLBACKS.labels(source=ans.source).inc()
+    return RecommendationOut(
+        user_id=ans.user_id,
+        strategy=ans.strategy,
+        source=ans.source,
+        fallback=ans.fallback,
+        model_version=engine.version,
+        unknown_movies=ans.unknown_movies,
+        items=[
+            ItemOut(
+                movie_id=i.movie_id,
+                title=i.title,
+                year=i.year,
+                genres=i.genres,
+                score=i.score,
+                source=i.source,
+                reasons=i.reasons if explain else None,
+            )
+            for i in ans.items
+        ],
+    )
+
+
+def _recommend(
+    engine: Engine,
+    state: ServiceState,
+    user_id: int,
+    k: int,
+    strategy: str | None,
+    exclude_seen: bool = True,
+    explain: bool = False,
+    alpha: float | None = None,
+) -> RecommendationOut:
+    fb = state.feedback.user(user_id)
+    ans = engine.recommend(
+        user_id,
+        k,
+        strategy or engine.bundle.default_strategy,
+        exclude_seen=exclude_seen,
+        feedback=fb,
+        alpha=alpha,
+    )
+    if explain:
+        engine.explain(ans, user_id, fb)
+    return _out(engine, ans, explain)
+
+
+@router.get("/recommend/user/{user_id}", response_model=RecommendationOut)
+def recommend_user(
+    user_id: UserId,
+    engine: EngineDep,
+    state: StateDep,
+    response: Response,
+    k: K = 10,
+    strategy: Strategy | None = None,
+    exclude_seen: bool = True,
+    explain: bool = False,
+    alpha: Annotated[float | None, Query(ge=0, le=1, description="Blend weight of mixed.")] = None,
+) -> RecommendationOut:
+    """Top-k for a user; unknown users go down the fallback chain (the response says so)."""
+    provenance(response, engine)
+    return _recommend(engine, state, user_id, k, strategy, exclude_seen, explain, alpha)
+
+
+@router.get("/recommend/mixed/{user_id}", response_model=RecommendationOut)
+def recommend_mixed(
+    user_id: UserId,
+    engine: EngineDep,
+    state: StateDep,
+    response: Response,
+    k: K = 10,
+    alpha: Annotated[
+        float, Query(ge=0, le=1, description="Model weight (1 - alpha: popularity).")
+    ] = 0.8,
+    explain: bool = False,
+) -> RecommendationOut:
+    """The model/popularity blend: ``alpha · model + (1 - alpha) · popularity`` (min-max scaled)."""
+    provenance(response, engine)
+    return _recommend(engine, state, user_id, k, "mixed", True, explain, alpha)
+
+
+@router.get("/recommend", response_model=RecommendationOut)
+def recommend_query(
+    engine: EngineDep,
+    state: StateDep,
+    response: Response,
+    user_id: Annotated[int, Query(ge=1, lt=2**31)],
+    k: K = 10,
+    strategy: Strategy | None = None,
+) -> RecommendationOut:
+    """The query form: ``/recommend?user_id=1&k=10``."""
+    provenance(response, engine)
+    return _recommend(engine, state, user_id, k, strategy)
+
+
+@router.get("/recommend/{user_id}", response_class=PlainTextResponse)
+def recommend_plain(user_id: UserId, engine: EngineDep, state: StateDep) -> PlainTextResponse:
+    """Up to 20 comma-separated movie ids on one line (the stream-course contract)."""
+    out = _recommend(engine, state, user_id, 20, None)
+    body = ",".join(str(i.movie_id) for i in out.items)
+    resp = PlainTextResponse(body)
+    provenance(resp, engine)
+    return resp
+
+
+@router.post("/recommend/batch", response_model=BatchOut)
+def recommend_batch(body: BatchIn, engine: EngineDep, response: Response) -> BatchOut:
+    """Many users at once: known users are scored as one matrix product."""
+    provenance(response, engine)
+    answers = engine.batch(body.user_ids, body.k, body.strategy or engine.bundle.default_strategy)
+    return BatchOut(model_version=engine.version, results=[_out(engine, a, False) for a in answers])
+
+
+@router.get("/recommend_cold", response_model=RecommendationOut)
+def recommend_cold(
+    engine: EngineDep,
+    response: Response,
+    liked: Annotated[
+        str, Query(min_length=1, max_length=20_000, description="Comma-separated movie ids.")
+    ],
+    k: K = 10,
+    strategy: Strategy | None = None,
+    explain: bool = False,
+) -> RecommendationOut:
+    """Cold start: fold-in of a new user from movies they like."""
+    provenance(response, engine)
+    ids = _parse_ids(liked)
+    ans = engine.cold(ids, [], k, strategy or engine.bundle.default_strategy)
+    if explain:
+        engine.explain(ans, None, None)
+    return _out(engine, ans, explain)
+
+
+@router.post("/recommend/session", response_model=RecommendationOut)
+def recommend_session(body: SessionIn, engine: EngineDep, response: Response) -> RecommendationOut:
+    """A new user's session: fold-in of liked movies; liked and disliked ones are excluded."""
+    provenance(response, engine)
+    ans = engine.cold(
+        body.liked, body.disliked, body.k, body.strategy or engine.bundle.default_strategy
+    )
+    return _out(engine, ans, False)
+
+
+def _parse_ids(text: str) -> list[int]:
+    from fastapi import HTTPException
+
+    ids: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or not 0 < int(part) < 2**31:
+            raise HTTPException(
+                422, detail=f"movie ids must be positive integers, got {part[:20]!r}"
+            )
+        ids.append(int(part))
+    if not ids:
+        raise HTTPException(422, detail="give at least one movie id")
+    return ids

@@ -1,0 +1,120 @@
+"""Request and response models of the API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Strategy = Literal["als", "ease", "itemknn", "popularity", "mixed", "ranked", "bpr", "genre", "mf"]
+
+
+class MovieOut(BaseModel):
+    """A catalog movie."""
+
+    movie_id: int
+    title: str
+    year: int | None = None
+    genres: list[str] = []
+    interactions: int = 0
+
+
+class ItemOut(BaseModel):
+    """A recommended movie."""
+
+    movie_id: int
+    title: str
+    year: int | None = None
+    genres: list[str] = []
+    score: float
+    source: str
+    reasons: list[str] | None = None
+
+
+class RecommendationOut(BaseModel):
+    """A recommendation list with its provenance."""
+
+    user_id: int | None
+    strategy: str
+    source: str
+    fallback: bool
+    model_version: str
+    items: list[ItemOut]
+    unknown_movies: list[int] = []
+
+
+class BatchIn(BaseModel):
+    """Many users at once."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_ids: list[int] = Field(min_length=1, max_length=10_000)
+    k: int = Field(default=10, ge=1, le=500)
+    strategy: Strategy | None = None
+
+
+class BatchOut(BaseModel):
+    """One list per requested user, in order."""
+
+    model_version: str
+    results: list[RecommendationOut]
+
+
+class SessionIn(BaseModel):
+    """A new user's session: movies they liked and disliked."""
+
+    model_config = ConfigDict(extra="forbid")
+    liked: list[int] = Field(default_factory=list, max_length=1000)
+    disliked: list[int] = Field(default_factory=list, max_length=1000)
+    k: int = Field(default=10, ge=1, le=500)
+    strategy: Strategy | None = None
+
+
+class FeedbackIn(BaseModel):
+    """One feedback event."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: int = Field(gt=0, lt=2**31)
+    movie_id: int = Field(gt=0, lt=2**31)
+    signal: Literal["like", "dislike", "rating", "watch"]
+    value: float | None = Field(
+        default=None, description="Rating (0.5-5, half steps) or watch minutes."
+    )
+    source: str | None = Field(default=None, max_length=64)
+    timestamp: float | None = Field(default=None, gt=0, lt=1e11)
+
+    @model_validator(mode="after")
+    def _check_value(self) -> FeedbackIn:
+        if self.signal == "rating":
+            v = self.value
+            if v is None or not 0.5 <= v <= 5.0 or v * 2 != round(v * 2):
+                raise ValueError("a rating needs a value in [0.5, 5] in half steps")
+        if self.signal == "watch" and self.value is not None and not 0 < self.value < 1e6:
+            raise ValueError("watch value must be positive minutes")
+        return self
+
+
+class FeedbackOut(BaseModel):
+    """An acknowledged (durably stored) feedback event."""
+
+    id: int
+    user_id: int
+    movie_id: int
+    signal: str
+    stored: bool = True
+
+
+class PredictionOut(BaseModel):
+    """A predicted rating."""
+
+    user_id: int
+    movie_id: int
+    rating: float
+    source: str
+    model_version: str
+
+
+class ReloadIn(BaseModel):
+    """Which version to load (default: the one CURRENT points to)."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")

@@ -1,0 +1,57 @@
+"""Process state of the service: the engine behind one atomically swapped reference."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from movierec.lifecycle.bundle import current_version, load_bundle
+from movierec.service.engine import Engine
+from movierec.service.feedback import FeedbackStore
+from movierec.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceState:
+    """What every request reads: settings, the current engine (or None), feedback."""
+
+    settings: Settings
+    feedback: FeedbackStore
+    engine: Engine | None = None
+    started: float = field(default_factory=time.time)
+    reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    last_error: str | None = None
+
+    def load(self, version: str | None = None) -> Engine:
+        """Load, verify and warm a bundle fully, then swap the reference (one assignment).
+
+        Raises:
+            BundleError: The bundle is missing or corrupt; the current engine keeps serving.
+        """
+        with self.reload_lock:
+            bundle = load_bundle(self.settings.bundles_dir, version)
+            engine = Engine(bundle, tuple(self.settings.fallback_chain))
+            if self.settings.warm_cache:
+                t0 = time.perf_counter()
+                engine.warm(bundle.default_strategy)
+                logger.info(
+                    "warmed %s in %.2f s", bundle.default_strategy, time.perf_counter() - t0
+                )
+            self.engine = engine  # the swap: readers see the old or the new engine, never a mix
+            self.last_error = None
+            return engine
+
+    def try_load_current(self) -> None:
+        """Load CURRENT at start-up if there is one; a failure is kept for /ready."""
+        if current_version(self.settings.bundles_dir) is None:
+            self.last_error = "no model published yet (run `movierec train`)"
+            return
+        try:
+            self.load()
+        except Exception as e:  # start serving health even when the model cannot load
+            self.last_error = str(e)
+            logger.error("could not load the current bundle: %s", e)
