@@ -252,7 +252,10 @@ class Engine:
         source = base if feedback is None else f"{base}_foldin"
         if strategy == "mixed":
             a = 0.8 if alpha is None else alpha
-            scores = a * self._normalise(scores) + (1 - a) * self._normalise(self.popularity)
+            model_part, pop_part = self._normalise(scores), self._normalise(self.popularity)
+            ok = np.isfinite(model_part) & np.isfinite(pop_part)
+            scores = np.full(scores.shape, -np.inf, dtype=np.float32)
+            scores[ok] = a * model_part[ok] + (1 - a) * pop_part[ok]
             source = f"mixed({base},popularity,alpha={a:g})"
         rb = topk(
             scores[None, :].copy(), k, exclude=self._exclusions(user_idx, feedback, exclude_seen)

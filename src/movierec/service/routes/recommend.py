@@ -152,7 +152,13 @@ def recommend_cold(
     engine: EngineDep,
     response: Response,
     liked: Annotated[
-        str, Query(min_length=1, max_length=20_000, description="Comma-separated movie ids.")
+        str,
+        Query(
+            min_length=1,
+            max_length=20_000,
+            pattern=r"^[0-9]{1,10}( *, *[0-9]{1,10})*$",
+            description="Comma-separated movie ids.",
+        ),
     ],
     k: K = 10,
     strategy: Strategy | None = None,
@@ -185,7 +191,7 @@ def _parse_ids(text: str) -> list[int]:
         part = part.strip()
         if not part:
             continue
-        if not part.isdigit() or not 0 < int(part) < 2**31:
+        if not part.isdigit() or len(part) > 10 or not 0 < int(part) < 2**31:
             raise HTTPException(
                 422, detail=f"movie ids must be positive integers, got {part[:20]!r}"
             )
