@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from movierec import __version__
 from movierec.errors import InvalidDataError, MovierecError
@@ -30,6 +31,83 @@ ERROR_STATUS: dict[type[MovierecError], int] = {
     InvalidDataError: 422,
     BundleError: 409,
 }
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class GuardAndMeasure:
+    """Pure ASGI middleware: body-size limit (413), Prometheus metrics, JSON access log.
+
+    The limit applies to the declared ``content-length`` and to the bytes actually received,
+    so a chunked upload cannot get around it.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI request through the guard and the measurements."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+        version: str | None = None
+        started = False
+        length = dict(scope["headers"]).get(b"content-length")
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLargeError
+            return message
+
+        async def measured_send(message: Message) -> None:
+            nonlocal status, version, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = int(message["status"])
+                for k, v in message.get("headers", []):
+                    if k == b"x-model-version":
+                        version = v.decode()
+            await send(message)
+
+        try:
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                raise _BodyTooLargeError
+            await self.app(scope, limited_receive, measured_send)
+        except _BodyTooLargeError:
+            if started:
+                raise
+            response = JSONResponse(
+                {"detail": f"request body larger than {self.max_body} bytes"}, status_code=413
+            )
+            await response(scope, receive, measured_send)
+        route = scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        elapsed = time.perf_counter() - t0
+        REQUESTS.labels(scope["method"], path, str(status)).inc()
+        LATENCY.labels(path).observe(elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                json.dumps(
+                    {
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "route": path,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 3),
+                        "model_version": version,
+                    }
+                )
+            )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,38 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
-    @app.middleware("http")
-    async def guard_and_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        t0 = time.perf_counter()
-        limit = (settings or get_settings()).max_body_bytes
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            response: Response = JSONResponse(
-                {"detail": f"request body larger than {limit} bytes"}, status_code=413
-            )
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        elapsed = time.perf_counter() - t0
-        REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        LATENCY.labels(path).observe(elapsed)
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                json.dumps(
-                    {
-                        "method": request.method,
-                        "path": request.url.path,
-                        "route": path,
-                        "status": response.status_code,
-                        "ms": round(elapsed * 1000, 3),
-                        "model_version": response.headers.get("X-Model-Version"),
-                    }
-                )
-            )
-        return response
+    app.add_middleware(GuardAndMeasure, max_body=(settings or get_settings()).max_body_bytes)
 
     @app.exception_handler(MovierecError)
     async def typed_error(request: Request, exc: MovierecError) -> JSONResponse:

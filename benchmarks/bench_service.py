@@ -1,0 +1,190 @@
+"""/recommend/user latency and throughput vs a bare FastAPI endpoint, in the same run.
+
+Both servers run under uvicorn with the same worker count on 127.0.0.1; an async httpx client
+with a fixed concurrency sends requests for a fixed time (cycling through known user ids).
+
+    python benchmarks/bench_service.py --catalog small   # ml-latest-small (9.7k items), EASE
+    python benchmarks/bench_service.py --catalog 60k     # synthetic 60k-item catalog, ALS
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(target: str, env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = _port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    if target.endswith("create_app"):
+        cmd.insert(4, "--factory")
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise TimeoutError(f"{target} did not start")
+
+
+async def _load(
+    url: str, users: list[int], seconds: float, concurrency: int, k: int
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker(offset: int) -> None:
+        nonlocal errors
+        i = offset
+        async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+            while time.perf_counter() < stop:
+                u = users[i % len(users)]
+                i += concurrency
+                t0 = time.perf_counter()
+                r = await c.get(f"/recommend/user/{u}?k={k}")
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    errors += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(j) for j in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    lat = np.array(latencies) * 1000
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
+def _prepare(catalog: str, home: Path) -> tuple[list[int], str]:
+    from movierec.lifecycle.bundle import current_version, load_bundle
+    from movierec.lifecycle.train import train_and_publish
+    from movierec.settings import Settings
+
+    settings = Settings(home=home)
+    if current_version(settings.bundles_dir) is None:
+        if catalog == "small":
+            data_dir = Path(os.environ.get("MOVIEREC_DATA_DIR", "../shared/data/movielens"))
+            train_and_publish(
+                settings,
+                "ml-latest-small",
+                "ease",
+                strategies=("popularity", "ease"),
+                data_dir=data_dir,
+                evaluate=False,
+            )
+        else:
+            from movierec.data.synthetic import SynthConfig, generate
+
+            folder = home / "synth-60k"
+            if not (folder / "ratings.csv").exists():
+                generate(folder, SynthConfig(ratings=3_000_000, movies=60_000, users=20_000))
+            train_and_publish(
+                settings,
+                str(folder),
+                "als",
+                strategies=("popularity", "als"),
+                params={"als": {"iterations": 5}},
+                evaluate=False,
+            )
+    bundle = load_bundle(settings.bundles_dir)
+    return [int(u) for u in bundle.users.ids], bundle.default_strategy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--catalog", choices=["small", "60k"], default="small")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=None)
+    a = parser.parse_args()
+    home = Path(".movierec/bench") / f"service-{a.catalog}"
+    users, strategy = _prepare(a.catalog, home)
+    results: dict[str, Any] = {}
+    for name, target, env in (
+        ("bare_fastapi", "bare_app:app", {"PYTHONPATH": str(Path(__file__).parent)}),
+        ("movierec", "movierec.service.app:create_app", {"MOVIEREC_HOME": str(home)}),
+    ):
+        proc, url = _start(target, env, a.workers)
+        try:
+            asyncio.run(_load(url, users, 2.0, a.concurrency, a.k))  # warm-up
+            results[name] = asyncio.run(_load(url, users, a.seconds, a.concurrency, a.k))
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    ours, bare = results["movierec"], results["bare_fastapi"]
+    target_p99 = 10.0 if a.catalog == "small" else 20.0
+    out = {
+        "benchmark": "service_recommend_user",
+        "catalog": a.catalog,
+        "strategy": strategy,
+        "items": None,
+        "users": len(users),
+        "k": a.k,
+        "workers": a.workers,
+        "concurrency": a.concurrency,
+        "seconds": a.seconds,
+        **results,
+        "throughput_ratio": ours["rps"] / bare["rps"],
+        "targets": {"throughput_ratio_min": 0.7, "p99_ms_max": target_p99},
+        "meets_targets": ours["rps"] / bare["rps"] >= 0.7 and ours["p99_ms"] <= target_p99,
+    }
+    from movierec.lifecycle.bundle import load_bundle
+
+    out["items"] = len(load_bundle(home / "bundles").items)
+    path = a.out or Path("benchmarks/results") / f"service-{a.catalog}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(
+        f"/recommend/user ({a.catalog}: {out['items']:,} items, {strategy}, k={a.k}, "
+        f"{a.workers} worker(s), {a.concurrency} concurrent): movierec {ours['rps']:.0f} req/s "
+        f"p50 {ours['p50_ms']:.2f} ms p99 {ours['p99_ms']:.2f} ms; bare FastAPI {bare['rps']:.0f} "
+        f"req/s p50 {bare['p50_ms']:.2f} ms p99 {bare['p99_ms']:.2f} ms; throughput ratio "
+        f"{out['throughput_ratio']:.2f} (target >= 0.7), p99 target <= {target_p99} ms; wrote {path}"
+    )
+
+
+if __name__ == "__main__":
+    main()
