@@ -48,13 +48,21 @@ fmt: install
 	$(BIN)/ruff check --fix src tests benchmarks
 
 DEMO_DIR := $${MOVIEREC_HOME:-.movierec}/demo
+DEMO_PORT ?= 8000
 demo: install
 	$(BIN)/movierec data ingest ml-latest-small --report $(DEMO_DIR)/ingest.json
 	$(BIN)/movierec data stats --dataset ml-latest-small --json $(DEMO_DIR)/stats.json --plot $(DEMO_DIR)/stats.png
-	@echo "demo: store under $${MOVIEREC_HOME:-.movierec}/store, report and plot under $(DEMO_DIR)"
+	@test -f $${MOVIEREC_HOME:-.movierec}/bundles/CURRENT || $(BIN)/movierec train --dataset ml-latest-small --model ease
+	@echo "demo: API on http://127.0.0.1:$(DEMO_PORT) (docs: http://127.0.0.1:$(DEMO_PORT)/docs); Ctrl-C stops it"
+	$(BIN)/movierec serve --host 127.0.0.1 --port $(DEMO_PORT)
 
 bench: install
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_models.py als
+	$(BIN)/python benchmarks/bench_models.py scoring
+	$(BIN)/python benchmarks/bench_models.py ease
+	$(BIN)/python benchmarks/bench_service.py --catalog small
+	$(BIN)/python benchmarks/bench_service.py --catalog 60k
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

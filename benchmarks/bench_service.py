@@ -182,7 +182,8 @@ def main() -> None:
         f"{a.workers} worker(s), {a.concurrency} concurrent): movierec {ours['rps']:.0f} req/s "
         f"p50 {ours['p50_ms']:.2f} ms p99 {ours['p99_ms']:.2f} ms; bare FastAPI {bare['rps']:.0f} "
         f"req/s p50 {bare['p50_ms']:.2f} ms p99 {bare['p99_ms']:.2f} ms; throughput ratio "
-        f"{out['throughput_ratio']:.2f} (target >= 0.7), p99 target <= {target_p99} ms; wrote {path}"
+        f"{out['throughput_ratio']:.2f} (target >= 0.7), p99 target <= {target_p99} ms; "
+        f"wrote {path}"
     )
 
 

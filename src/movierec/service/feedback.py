@@ -61,7 +61,7 @@ class UserFeedback:
 class FeedbackStore:
     """Feedback table plus the per-user overlay; thread-safe."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, table: str = "movierec_feedback") -> None:
         self.url = url
         self.engine = sa.create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
@@ -76,7 +76,7 @@ class FeedbackStore:
 
         self.meta = sa.MetaData()
         self.table = sa.Table(
-            "movierec_feedback",
+            table,
             self.meta,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("user_id", sa.BigInteger, nullable=False, index=True),
@@ -151,6 +151,10 @@ class FeedbackStore:
         )
         with self.engine.connect() as con:
             return [dict(r._mapping) for r in con.execute(q)]
+
+    def drop(self) -> None:
+        """Drop the feedback table (tests)."""
+        self.meta.drop_all(self.engine)
 
     def close(self) -> None:
         """Release connections."""
