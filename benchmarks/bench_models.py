@@ -69,6 +69,9 @@ def bench_als(ratings: int, factors: int, iterations: int, repeats: int) -> dict
     bare_s, ours_s = min(bare_times), min(ours_times)
     return {
         "benchmark": "als_fit",
+        "repeats": repeats,
+        "bare_runs_s": bare_times,
+        "movierec_runs_s": ours_times,
         "interactions": data.nnz,
         "users": data.n_users,
         "items": data.n_items,
