@@ -22,7 +22,7 @@ ITEMS: list[dict[str, Any]] = [
 
 
 @app.get("/recommend/user/{user_id}")
-def recommend(user_id: int, k: int = 10) -> dict[str, Any]:
+async def recommend(user_id: int, k: int = 10) -> dict[str, Any]:
     """The same response shape as movierec's, without any work."""
     return {
         "user_id": user_id,
@@ -36,6 +36,6 @@ def recommend(user_id: int, k: int = 10) -> dict[str, Any]:
 
 
 @app.get("/ready")
-def ready() -> dict[str, bool]:
+async def ready() -> dict[str, bool]:
     """Readiness."""
     return {"ready": True}

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -96,6 +97,60 @@ async def _load(
     }
 
 
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _wrk(url: str, users: list[int], seconds: float, concurrency: int, k: int) -> dict[str, Any]:
+    """Drive the server with wrk (C, one thread) cycling through the user ids."""
+    import re
+    import tempfile
+
+    ids = ",".join(str(u) for u in users)
+    script = (
+        f"local users = {{{ids}}}\nlocal n = 0\n"
+        "request = function()\n  n = n + 1\n"
+        f'  return wrk.format("GET", "/recommend/user/" .. users[(n % #users) + 1] .. "?k={k}")\n'
+        "end\n"
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    proc = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, int(seconds))}s",
+            "--latency",
+            "-s",
+            f.name,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    Path(f.name).unlink()
+    text = proc.stdout
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s*{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    total = re.search(r"(\d+) requests in", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = re.search(r"Socket errors: (.*)", text)
+    return {
+        "client": "wrk",
+        "requests": int(total.group(1)) if total else 0,
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1) if errors else None,
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50_ms": pct("50"),
+        "p99_ms": pct("99"),
+    }
+
+
 def _prepare(catalog: str, home: Path) -> tuple[list[int], str]:
     from movierec.lifecycle.bundle import current_version, load_bundle
     from movierec.lifecycle.train import train_and_publish
@@ -139,21 +194,43 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3, help="Alternating rounds (medians).")
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "httpx"],
+        default="wrk" if shutil.which("wrk") else "httpx",
+        help="Load generator (wrk: apt-get install wrk; httpx: pure Python, takes more CPU)",
+    )
     a = parser.parse_args()
     home = Path(".movierec/bench") / f"service-{a.catalog}"
     users, strategy = _prepare(a.catalog, home)
-    results: dict[str, Any] = {}
-    for name, target, env in (
+    runs: dict[str, list[dict[str, Any]]] = {"bare_fastapi": [], "movierec": []}
+    sides = (
         ("bare_fastapi", "bare_app:app", {"PYTHONPATH": str(Path(__file__).parent)}),
         ("movierec", "movierec.service.app:create_app", {"MOVIEREC_HOME": str(home)}),
-    ):
-        proc, url = _start(target, env, a.workers)
-        try:
-            asyncio.run(_load(url, users, 2.0, a.concurrency, a.k))  # warm-up
-            results[name] = asyncio.run(_load(url, users, a.seconds, a.concurrency, a.k))
-        finally:
-            proc.terminate()
-            proc.wait(20)
+    )
+    for _ in range(a.repeats):  # alternate the servers so that machine noise hits both
+        for name, target, env in sides:
+            proc, url = _start(target, env, a.workers)
+            try:
+                asyncio.run(_load(url, users, 2.0, a.concurrency, a.k))  # warm-up
+                if a.client == "wrk":
+                    runs[name].append(_wrk(url, users, a.seconds, a.concurrency, a.k))
+                else:
+                    runs[name].append(asyncio.run(_load(url, users, a.seconds, a.concurrency, a.k)))
+            finally:
+                proc.terminate()
+                proc.wait(20)
+    results: dict[str, dict[str, Any]] = {
+        name: {
+            "rps": float(np.median([r["rps"] for r in rs])),
+            "p50_ms": float(np.median([r["p50_ms"] for r in rs])),
+            "p99_ms": float(np.median([r["p99_ms"] for r in rs])),
+            "errors": int(sum(r["errors"] for r in rs)),
+            "runs": rs,
+        }
+        for name, rs in runs.items()
+    }
     ours, bare = results["movierec"], results["bare_fastapi"]
     target_p99 = 10.0 if a.catalog == "small" else 20.0
     out = {
@@ -166,6 +243,8 @@ def main() -> None:
         "workers": a.workers,
         "concurrency": a.concurrency,
         "seconds": a.seconds,
+        "client": a.client,
+        "repeats": a.repeats,
         **results,
         "throughput_ratio": ours["rps"] / bare["rps"],
         "targets": {"throughput_ratio_min": 0.7, "p99_ms_max": target_p99},
@@ -179,7 +258,8 @@ def main() -> None:
     path.write_text(json.dumps(out, indent=2))
     print(
         f"/recommend/user ({a.catalog}: {out['items']:,} items, {strategy}, k={a.k}, "
-        f"{a.workers} worker(s), {a.concurrency} concurrent): movierec {ours['rps']:.0f} req/s "
+        f"{a.workers} worker(s), {a.concurrency} concurrent, {a.client}, median of {a.repeats}): "
+        f"movierec {ours['rps']:.0f} req/s "
         f"p50 {ours['p50_ms']:.2f} ms p99 {ours['p99_ms']:.2f} ms; bare FastAPI {bare['rps']:.0f} "
         f"req/s p50 {bare['p50_ms']:.2f} ms p99 {bare['p99_ms']:.2f} ms; throughput ratio "
         f"{out['throughput_ratio']:.2f} (target >= 0.7), p99 target <= {target_p99} ms; "

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -47,6 +48,7 @@ class GuardAndMeasure:
     def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
         self.max_body = max_body
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI request through the guard and the measurements."""
@@ -93,8 +95,13 @@ class GuardAndMeasure:
         route = scope.get("route")
         path = getattr(route, "path", "unmatched")
         elapsed = time.perf_counter() - t0
-        REQUESTS.labels(scope["method"], path, str(status)).inc()
-        LATENCY.labels(path).observe(elapsed)
+        key = (scope["method"], path, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (REQUESTS.labels(key[0], path, str(status)), LATENCY.labels(path))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 json.dumps(
@@ -140,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         status = next((c for t, c in ERROR_STATUS.items() if isinstance(exc, t)), 400)
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
-    app.include_router(system.router)
-    app.include_router(recommend.router)
+    app.include_router(recommend.router)  # the hottest routes are matched first
     app.include_router(catalog.router)
+    app.include_router(system.router)
     return app

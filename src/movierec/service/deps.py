@@ -11,20 +11,20 @@ from movierec.service.engine import Engine
 from movierec.service.state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     """The service state created in the lifespan hook."""
     state: ServiceState = request.app.state.movierec
     return state
 
 
-def get_engine(state: Annotated[ServiceState, Depends(get_state)]) -> Engine:
+async def get_engine(state: Annotated[ServiceState, Depends(get_state)]) -> Engine:
     """The current engine; 503 while no model is loaded."""
     if state.engine is None:
         raise HTTPException(503, detail=f"no model loaded: {state.last_error or 'starting'}")
     return state.engine
 
 
-def require_admin(
+async def require_admin(
     state: Annotated[ServiceState, Depends(get_state)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
@@ -38,6 +38,14 @@ def require_admin(
         )
     if expected is None or not hmac.compare_digest(authorization[7:], expected):
         raise HTTPException(403, detail="wrong admin token (or MOVIEREC_ADMIN_TOKEN is unset)")
+
+
+def current(request: Request) -> tuple[ServiceState, Engine]:
+    """State and engine without dependency injection (hottest route); 503 without a model."""
+    state: ServiceState = request.app.state.movierec
+    if state.engine is None:
+        raise HTTPException(503, detail=f"no model loaded: {state.last_error or 'starting'}")
+    return state, state.engine
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]

@@ -91,7 +91,10 @@ class Engine:
         self.pop_order = np.argsort(-pop, kind="stable")
         self.trending = set(self.pop_order[:TRENDING_TOP].tolist())
         self._pop_rank = {int(bundle.items.ids[i]): r for r, i in enumerate(self.pop_order)}
+        self._user_pos = {int(u): i for i, u in enumerate(bundle.users.ids.tolist())}
         self._cache: OrderedDict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        #: Serialized JSON bodies of plain answers, by (strategy, user index, k).
+        self.responses: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
         self._cache_users = cache_users
         self._lock = threading.Lock()
 
@@ -189,6 +192,21 @@ class Engine:
             out[finite] = (scores[finite] - lo) / (hi - lo) if hi > lo else 1.0
         return out
 
+    def user_index(self, user_id: int) -> int:
+        """Index of a known user, or -1."""
+        return self._user_pos.get(user_id, -1)
+
+    def cached_response(self, key: tuple[str, int, int]) -> bytes | None:
+        """A serialized plain answer, if one was stored."""
+        return self.responses.get(key)
+
+    def store_response(self, key: tuple[str, int, int], body: bytes) -> None:
+        """Keep a serialized plain answer (bounded like the top-N cache)."""
+        with self._lock:
+            self.responses[key] = body
+            if len(self.responses) > self._cache_users:
+                self.responses.popitem(last=False)
+
     # --------------------------------------------------------- recommendations
     def _cached(self, strategy: str, user_idx: int) -> tuple[np.ndarray, np.ndarray]:
         key = (strategy, user_idx)
@@ -240,7 +258,7 @@ class Engine:
         """Top-k for a user id under a strategy (``mixed`` blends with popularity by ``alpha``)."""
         base = self.bundle.default_strategy if strategy == "mixed" else strategy
         self.model(base)
-        u = int(self.bundle.users.index(user_id)[0])
+        u = self.user_index(user_id)
         user_idx = u if u >= 0 else None
         if user_idx is None and (feedback is None or not feedback.positives()):
             return self._fallback(user_id, k, feedback, base)

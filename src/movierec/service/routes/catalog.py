@@ -15,7 +15,7 @@ MovieId = Annotated[int, Path(ge=1, lt=2**31, description="MovieLens movie id.")
 
 
 @router.get("/movies/search", response_model=list[MovieOut])
-def search(
+async def search(
     engine: EngineDep,
     q: Annotated[str, Query(min_length=1, max_length=200, description="Part of a title.")],
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
@@ -25,13 +25,13 @@ def search(
 
 
 @router.get("/movies/{movie_id}", response_model=MovieOut)
-def movie(movie_id: MovieId, engine: EngineDep) -> MovieOut:
+async def movie(movie_id: MovieId, engine: EngineDep) -> MovieOut:
     """One catalog movie (404 when unknown)."""
     return MovieOut(**engine.describe(movie_id))
 
 
 @router.get("/popular", response_model=list[ItemOut])
-def popular(
+async def popular(
     engine: EngineDep,
     response: Response,
     k: K = 10,
@@ -43,7 +43,7 @@ def popular(
 
 
 @router.get("/similar/movie/{movie_id}", response_model=list[ItemOut])
-def similar(
+async def similar(
     movie_id: MovieId,
     engine: EngineDep,
     response: Response,
@@ -59,7 +59,7 @@ def similar(
 
 
 @router.get("/predict", response_model=PredictionOut)
-def predict(
+async def predict(
     engine: EngineDep,
     response: Response,
     user_id: Annotated[int, Query(ge=1, lt=2**31)],

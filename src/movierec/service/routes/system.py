@@ -17,13 +17,13 @@ router = APIRouter()
 
 
 @router.get("/health", tags=["system"])
-def health(state: StateDep) -> dict[str, Any]:
+async def health(state: StateDep) -> dict[str, Any]:
     """Liveness: the process answers."""
     return {"status": "ok", "uptime_s": round(time.time() - state.started, 3)}
 
 
 @router.get("/ready", tags=["system"])
-def ready(state: StateDep, response: Response) -> dict[str, Any]:
+async def ready(state: StateDep, response: Response) -> dict[str, Any]:
     """Readiness: a model is loaded (503 otherwise)."""
     e = state.engine
     if e is None:
@@ -63,7 +63,7 @@ def reload_model(_: AdminDep, state: StateDep, body: ReloadIn | None = None) -> 
 
 
 @router.get("/model", tags=["admin"])
-def model(engine: EngineDep) -> dict[str, Any]:
+async def model(engine: EngineDep) -> dict[str, Any]:
     """The manifest of the served bundle (version, configs, data fingerprint, metrics)."""
     return {k: v for k, v in engine.bundle.manifest.items() if k != "files"}
 
