@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,16 @@ def test_metrics_endpoint(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert "movierec_requests_total" in text and "movierec_request_seconds_bucket" in text
     assert 'movierec_fallbacks_total{source="popularity_fallback"}' in text
+
+
+def test_streamed_oversized_body_is_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"user_ids": ['
+        for _ in range(200):
+            yield b"1," * 5000
+        yield b"1]}"
+
+    r = client.post(
+        "/recommend/batch", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,8 +34,11 @@ ERROR_STATUS: dict[type[MovierecError], int] = {
 }
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class _BodyTooLargeError(HTTPException):
+    """413; an HTTPException so that FastAPI's body parsing lets it through as it is."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, detail=f"request body larger than {limit} bytes")
 
 
 class GuardAndMeasure:
@@ -68,7 +71,7 @@ class GuardAndMeasure:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise _BodyTooLargeError
+                    raise _BodyTooLargeError(self.max_body)
             return message
 
         async def measured_send(message: Message) -> None:
@@ -83,8 +86,9 @@ class GuardAndMeasure:
 
         try:
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
-                raise _BodyTooLargeError
-            await self.app(scope, limited_receive, measured_send)
+                raise _BodyTooLargeError(self.max_body)
+            bodiless = scope["method"] in ("GET", "HEAD") and length is None
+            await self.app(scope, receive if bodiless else limited_receive, measured_send)
         except _BodyTooLargeError:
             if started:
                 raise
