@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from movierec.lifecycle.bundle import current_version, load_bundle
 from movierec.service.engine import Engine
 from movierec.service.feedback import FeedbackStore
+from movierec.service.render import prerender
 from movierec.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class ServiceState:
             if self.settings.warm_cache:
                 t0 = time.perf_counter()
                 engine.warm(bundle.default_strategy)
+                prerender(engine, bundle.default_strategy)
                 logger.info(
                     "warmed %s in %.2f s", bundle.default_strategy, time.perf_counter() - t0
                 )

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from movierec.service.deps import EngineDep
-from movierec.service.routes.recommend import K, provenance
+from movierec.service.render import provenance
+from movierec.service.routes.recommend import K
 from movierec.service.schemas import ItemOut, MovieOut, PredictionOut, Strategy
 
 router = APIRouter(tags=["movies"])

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from movierec.service.deps import EngineDep, StateDep, current
-from movierec.service.engine import CACHE_N, Answer, Engine
-from movierec.service.metrics import FALLBACKS
+from movierec.service.engine import CACHE_N, Engine
+from movierec.service.render import headers as _headers
+from movierec.service.render import out as _out
+from movierec.service.render import provenance
 from movierec.service.schemas import (
     BatchIn,
     BatchOut,
-    ItemOut,
     RecommendationOut,
     SessionIn,
     Strategy,
@@ -24,41 +25,6 @@ router = APIRouter(tags=["recommendations"])
 
 K = Annotated[int, Query(ge=1, le=500, description="How many movies.")]
 UserId = Annotated[int, Path(ge=1, lt=2**31, description="MovieLens user id.")]
-
-
-def _headers(engine: Engine) -> dict[str, str]:
-    return {"X-Model-Version": engine.version, "X-Data-Fingerprint": engine.fingerprint}
-
-
-def provenance(response: Response, engine: Engine) -> None:
-    """Headers that trace a response to its bundle and data snapshot."""
-    response.headers["X-Model-Version"] = engine.version
-    response.headers["X-Data-Fingerprint"] = engine.fingerprint
-
-
-def _out(engine: Engine, ans: Answer, explain: bool) -> RecommendationOut:
-    if ans.fallback:
-        FALLBACKS.labels(source=ans.source).inc()
-    return RecommendationOut(
-        user_id=ans.user_id,
-        strategy=ans.strategy,
-        source=ans.source,
-        fallback=ans.fallback,
-        model_version=engine.version,
-        unknown_movies=ans.unknown_movies,
-        items=[
-            ItemOut(
-                movie_id=i.movie_id,
-                title=i.title,
-                year=i.year,
-                genres=i.genres,
-                score=i.score,
-                source=i.source,
-                reasons=i.reasons if explain else None,
-            )
-            for i in ans.items
-        ],
-    )
 
 
 def _recommend(

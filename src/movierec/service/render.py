@@ -1,0 +1,60 @@
+"""Turning engine answers into API responses (shared by the routes and the pre-rendering)."""
+
+from __future__ import annotations
+
+from fastapi import Response
+
+from movierec.service.engine import Answer, Engine
+from movierec.service.metrics import FALLBACKS
+from movierec.service.schemas import ItemOut, RecommendationOut
+
+DEFAULT_K = 10
+
+
+def headers(engine: Engine) -> dict[str, str]:
+    """Provenance headers of a response."""
+    return {"X-Model-Version": engine.version, "X-Data-Fingerprint": engine.fingerprint}
+
+
+def provenance(response: Response, engine: Engine) -> None:
+    """Headers that trace a response to its bundle and data snapshot."""
+    response.headers["X-Model-Version"] = engine.version
+    response.headers["X-Data-Fingerprint"] = engine.fingerprint
+
+
+def out(engine: Engine, ans: Answer, explain: bool) -> RecommendationOut:
+    """The response model of an answer (reasons only when asked for)."""
+    if ans.fallback:
+        FALLBACKS.labels(source=ans.source).inc()
+    return RecommendationOut(
+        user_id=ans.user_id,
+        strategy=ans.strategy,
+        source=ans.source,
+        fallback=ans.fallback,
+        model_version=engine.version,
+        unknown_movies=ans.unknown_movies,
+        items=[
+            ItemOut(
+                movie_id=i.movie_id,
+                title=i.title,
+                year=i.year,
+                genres=i.genres,
+                score=i.score,
+                source=i.source,
+                reasons=i.reasons if explain else None,
+            )
+            for i in ans.items
+        ],
+    )
+
+
+def prerender(engine: Engine, strategy: str, k: int = DEFAULT_K) -> int:
+    """Serialize every known user's default answer once, so that requests send stored bytes."""
+    n = 0
+    for user_idx, user_id in enumerate(engine.bundle.users.ids.tolist()):
+        ans = engine.recommend(int(user_id), k, strategy)
+        engine.store_response(
+            (strategy, user_idx, k), out(engine, ans, False).model_dump_json().encode()
+        )
+        n += 1
+    return n
