@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 EXTRAS := dev,postgres,mysql
 # Debian packages the project needs at run or test time (checked with dpkg, installed only if missing).
 SYSTEM_PACKAGES := libgomp1
+# Debian packages only the benchmarks need (the load generator of bench_service.py).
+BENCH_PACKAGES := wrk
 
 # Real MovieLens data shipped beside the checkout (CI and developers); never copied into the repo.
 ifneq ($(wildcard ../shared/data/movielens),)
@@ -57,6 +59,8 @@ demo: install
 	$(BIN)/movierec serve --host 127.0.0.1 --port $(DEMO_PORT)
 
 bench: install
+	@dpkg -s $(BENCH_PACKAGES) >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" != 0 ] && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BENCH_PACKAGES); }
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_models.py als
 	$(BIN)/python benchmarks/bench_models.py scoring
