@@ -80,9 +80,10 @@ def run_parse_floor(path: Path) -> dict[str, Any]:
 
 def run_reingest(path: Path) -> dict[str, Any]:
     """Second ingest of the same file: skipped by digest, data loaded from the Parquet store."""
-    from movierec.data.ingest import file_digest, ingest_and_load
+    from movierec.data.ingest import ingest_and_load
     from movierec.data.interactions import InteractionData
     from movierec.data.store import ParquetStore
+    from movierec.hashing import file_digest
 
     with tempfile.TemporaryDirectory() as tmp:
         store = ParquetStore(Path(tmp))

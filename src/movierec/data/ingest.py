@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,19 +14,11 @@ from movierec.data.movielens import detect_layout
 from movierec.data.schema import CSV_FORMATS, CSV_RATINGS, FileFormat
 from movierec.data.store import IngestCounts, Store
 from movierec.data.validate import DedupKeep, ValidationReport, validate_file
+from movierec.hashing import file_digest
 
 logger = logging.getLogger(__name__)
 
 FileKind = Literal["ratings", "movies", "links", "tags", "events"]
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

@@ -8,7 +8,6 @@ of every file listed in ``manifest.json``; a bundle that does not verify is refu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ import pyarrow.parquet as pq
 from movierec import __version__
 from movierec.data.vocab import Vocabulary
 from movierec.errors import MovierecError
+from movierec.hashing import file_digest
 from movierec.models.base import Recommender
 
 logger = logging.getLogger(__name__)
@@ -37,14 +37,6 @@ CURRENT = "CURRENT"
 
 class BundleError(MovierecError):
     """A bundle is missing, incomplete, corrupt or of an unknown format."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -180,7 +172,7 @@ def publish_bundle(
             "git_commit": _git_commit(),
             "n_users": len(users),
             "n_items": len(items),
-            "files": {str(p.relative_to(tmp)): _sha256(p) for p in files},
+            "files": {str(p.relative_to(tmp)): file_digest(p) for p in files},
             **(extra or {}),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -230,7 +222,7 @@ def load_bundle(root: Path, version: str | None = None) -> Bundle:
         f = path / rel
         if not f.is_file():
             raise BundleError(f"bundle {version}: missing file {rel}")
-        if _sha256(f) != digest:
+        if file_digest(f) != digest:
             raise BundleError(f"bundle {version}: checksum mismatch for {rel}")
     t0 = time.perf_counter()
     try:
