@@ -284,3 +284,14 @@ def test_streamed_oversized_body_is_413(client: TestClient) -> None:
         "/recommend/batch", content=chunks(), headers={"content-type": "application/json"}
     )
     assert r.status_code == 413 and "larger than" in r.json()["detail"]
+
+
+def test_fast_path_sends_what_the_route_sends(client: TestClient) -> None:
+    fast = client.get("/recommend/user/3?k=12")  # served from pre-rendered bytes
+    routed = client.get("/recommend/user/3?k=12&exclude_seen=true")  # through FastAPI
+    assert fast.status_code == routed.status_code == 200
+    assert fast.json() == routed.json()
+    assert fast.headers["X-Model-Version"] == routed.headers["X-Model-Version"]
+    assert fast.headers["content-type"] == routed.headers["content-type"]
+    assert client.get("/recommend/user/3?k=0").status_code == 422  # invalid k is not fast-pathed
+    assert client.get("/recommend/user/00003").json() == client.get("/recommend/user/3").json()

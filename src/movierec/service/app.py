@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +19,7 @@ from movierec.lifecycle.bundle import BundleError
 from movierec.service.engine import UnknownMovieError, UnknownStrategyError
 from movierec.service.feedback import FeedbackStore
 from movierec.service.metrics import LATENCY, MODEL_INFO, REQUESTS
+from movierec.service.render import headers as render_headers
 from movierec.service.routes import catalog, recommend, system
 from movierec.service.state import ServiceState
 from movierec.settings import Settings, get_settings
@@ -48,9 +49,10 @@ class GuardAndMeasure:
     so a chunked upload cannot get around it.
     """
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, owner: FastAPI | None = None) -> None:
         self.app = app
         self.max_body = max_body
+        self.owner = owner
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,6 +87,12 @@ class GuardAndMeasure:
             await send(message)
 
         try:
+            fast = self._fast_answer(scope)
+            if fast is not None:
+                path = "/recommend/user/{user_id}"
+                await fast(scope, receive, measured_send)
+                self._observe(scope["method"], path, status, time.perf_counter() - t0, version)
+                return
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 raise _BodyTooLargeError(self.max_body)
             bodiless = scope["method"] in ("GET", "HEAD") and length is None
@@ -97,9 +105,53 @@ class GuardAndMeasure:
             )
             await response(scope, receive, measured_send)
         route = scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        elapsed = time.perf_counter() - t0
-        key = (scope["method"], path, status)
+        self._observe(
+            scope["method"],
+            getattr(route, "path", "unmatched"),
+            status,
+            time.perf_counter() - t0,
+            version,
+        )
+
+    def _fast_answer(self, scope: Scope) -> Response | None:
+        """The pre-rendered answer of ``GET /recommend/user/{id}`` or ``?k=N``, if there is one.
+
+        Only the plain form qualifies: a known user without feedback since training, the default
+        strategy, no other parameter. Anything else goes through FastAPI as usual, so the
+        bytes sent here are exactly those the route would send.
+        """
+        if scope["method"] != "GET" or self.owner is None:
+            return None
+        path: str = scope["path"]
+        if not path.startswith("/recommend/user/"):
+            return None
+        uid = path[16:]
+        if not uid.isdigit() or len(uid) > 10:
+            return None
+        query: bytes = scope.get("query_string", b"")
+        k = 10
+        if query:
+            if not query.startswith(b"k=") or not query[2:].isdigit() or len(query) > 5:
+                return None
+            k = int(query[2:])
+        state: ServiceState | None = getattr(self.owner.state, "movierec", None)
+        if state is None or state.engine is None or not 1 <= k <= 500:
+            return None
+        engine = state.engine
+        user_id = int(uid)
+        idx = engine.user_index(user_id)
+        if idx < 0 or state.feedback.user(user_id) is not None:
+            return None
+        body = engine.cached_response((engine.bundle.default_strategy, idx, k))
+        if body is None:
+            return None
+        return Response(body, media_type="application/json", headers=render_headers(engine))
+
+    def _observe(
+        self, method: str, path: str, status: int, elapsed: float, version: str | None
+    ) -> None:
+        """Count, time and (when enabled) log one request."""
+        key = (method, path, status)
         children = self._children.get(key)
         if children is None:
             children = (REQUESTS.labels(key[0], path, str(status)), LATENCY.labels(path))
@@ -110,8 +162,7 @@ class GuardAndMeasure:
             access_log.info(
                 json.dumps(
                     {
-                        "method": scope["method"],
-                        "path": scope["path"],
+                        "method": method,
                         "route": path,
                         "status": status,
                         "ms": round(elapsed * 1000, 3),
@@ -144,7 +195,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
-    app.add_middleware(GuardAndMeasure, max_body=(settings or get_settings()).max_body_bytes)
+    app.add_middleware(
+        GuardAndMeasure, max_body=(settings or get_settings()).max_body_bytes, owner=app
+    )
 
     @app.exception_handler(MovierecError)
     async def typed_error(request: Request, exc: MovierecError) -> JSONResponse:
