@@ -59,8 +59,7 @@ demo: install
 	$(BIN)/movierec serve --host 127.0.0.1 --port $(DEMO_PORT)
 
 bench: install
-	@dpkg -s $(BENCH_PACKAGES) >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" != 0 ] && SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BENCH_PACKAGES); }
+	@$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES="$(BENCH_PACKAGES)"
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_models.py als
 	$(BIN)/python benchmarks/bench_models.py scoring

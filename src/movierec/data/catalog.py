@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,38 +25,32 @@ class Catalog:
     @classmethod
     def build(cls, items: Vocabulary, movies: pa.Table | None, tags: pa.Table | None) -> Catalog:
         """Align genres and tags (lower-cased) with ``items``; unknown movies are skipped."""
-        n = len(items)
-        genre_names: list[str] = []
-        g_rows: list[int] = []
-        g_cols: list[int] = []
-        if movies is not None and movies.num_rows:
-            idx = items.index(movies["movie_id"].to_numpy())
-            lookup: dict[str, int] = {}
-            for row, genres in zip(idx.tolist(), movies["genres"].to_pylist(), strict=True):
-                if row < 0:
-                    continue
-                for g in genres or []:
-                    col = lookup.setdefault(g, len(lookup))
-                    g_rows.append(row)
-                    g_cols.append(col)
-            genre_names = list(lookup)
-        genres = sp.csr_matrix(
-            (np.ones(len(g_rows), np.float32), (g_rows, g_cols)), shape=(n, len(genre_names))
+        genres, genre_names = _multi_hot(
+            items, movies, "genres", lambda v: [g for g in (v or []) if g]
         )
-        genres.data[:] = 1.0
-        tag_names: list[str] = []
-        t_rows: list[int] = []
-        t_cols: list[int] = []
-        if tags is not None and tags.num_rows:
-            idx = items.index(tags["movie_id"].to_numpy())
-            tlookup: dict[str, int] = {}
-            for row, tag in zip(idx.tolist(), tags["tag"].to_pylist(), strict=True):
-                if row < 0 or not tag:
-                    continue
-                t_rows.append(row)
-                t_cols.append(tlookup.setdefault(tag.strip().lower(), len(tlookup)))
-            tag_names = list(tlookup)
-        tag_m = sp.csr_matrix(
-            (np.ones(len(t_rows), np.float32), (t_rows, t_cols)), shape=(n, len(tag_names))
+        tag_m, tag_names = _multi_hot(
+            items, tags, "tag", lambda v: [v.strip().lower()] if v else []
         )
-        return cls(sp.csr_matrix(genres), tuple(genre_names), tag_m, tuple(tag_names))
+        genres.data[:] = 1.0  # a genre listed twice is still one genre; tags keep counts
+        return cls(genres, genre_names, tag_m, tag_names)
+
+
+def _multi_hot(
+    items: Vocabulary, table: pa.Table | None, column: str, labels: Callable[[Any], list[str]]
+) -> tuple[sp.csr_matrix, tuple[str, ...]]:
+    """Items × label-count matrix from a table of ``movie_id`` and ``column`` values."""
+    rows: list[int] = []
+    cols: list[int] = []
+    lookup: dict[str, int] = {}
+    if table is not None and table.num_rows:
+        idx = items.index(table["movie_id"].to_numpy())
+        for row, value in zip(idx.tolist(), table[column].to_pylist(), strict=True):
+            if row < 0:
+                continue
+            for label in labels(value):
+                rows.append(row)
+                cols.append(lookup.setdefault(label, len(lookup)))
+    m = sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(items), len(lookup))
+    )
+    return m, tuple(lookup)

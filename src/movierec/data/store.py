@@ -141,12 +141,13 @@ class Store(ABC):
         """
         if name not in TABLES:
             raise KeyError(f"unknown table {name!r}")
-        if digest is not None and not force and self._ingested(digest, name):
+        seen = digest is not None and self._ingested(digest, name)
+        if seen and not force:
             n = self.count(name)
             logger.info("%s already ingested into %s: skipped", source, name)
             return IngestCounts(name, source, table.num_rows, n, n, skipped=True)
         before, after = self._merge(name, table)
-        if digest is not None and not self._ingested(digest, name):
+        if digest is not None and not seen:
             self._record(digest, name, source, table.num_rows)
         return IngestCounts(name, source, table.num_rows, before, after)
 

@@ -138,11 +138,8 @@ class GuardAndMeasure:
         if state is None or state.engine is None or not 1 <= k <= 500:
             return None
         engine = state.engine
-        user_id = int(uid)
-        idx = engine.user_index(user_id)
-        if idx < 0 or state.feedback.user(user_id) is not None:
-            return None
-        body = engine.cached_response((engine.bundle.default_strategy, idx, k))
+        key = state.plain_key(int(uid), engine.bundle.default_strategy, k)
+        body = engine.cached_response(key) if key is not None else None
         if body is None:
             return None
         return Response(body, media_type="application/json", headers=render_headers(engine))

@@ -17,11 +17,16 @@ async def get_state(request: Request) -> ServiceState:
     return state
 
 
-async def get_engine(state: Annotated[ServiceState, Depends(get_state)]) -> Engine:
+def engine_of(state: ServiceState) -> Engine:
     """The current engine; 503 while no model is loaded."""
     if state.engine is None:
         raise HTTPException(503, detail=f"no model loaded: {state.last_error or 'starting'}")
     return state.engine
+
+
+async def get_engine(state: Annotated[ServiceState, Depends(get_state)]) -> Engine:
+    """The current engine (dependency form of :func:`engine_of`)."""
+    return engine_of(state)
 
 
 async def require_admin(
@@ -43,9 +48,7 @@ async def require_admin(
 def current(request: Request) -> tuple[ServiceState, Engine]:
     """State and engine without dependency injection (hottest route); 503 without a model."""
     state: ServiceState = request.app.state.movierec
-    if state.engine is None:
-        raise HTTPException(503, detail=f"no model loaded: {state.last_error or 'starting'}")
-    return state, state.engine
+    return state, engine_of(state)
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]

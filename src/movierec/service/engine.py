@@ -85,8 +85,9 @@ class Engine:
             int(i): (t, y, g or []) for i, t, y, g in zip(ids, titles, years, genres, strict=True)
         }
         self._search = [(t.lower(), int(i)) for i, t in zip(ids, titles, strict=True)]
-        hist = next(iter(bundle.models.values())).history
-        pop = np.bincount(hist.indices, minlength=len(bundle.items)).astype(np.float64)
+        first = next(iter(bundle.models.values()))  # every model holds the same training history
+        self.history, self.history_ts = first.history, first.history_ts
+        pop = np.bincount(self.history.indices, minlength=len(bundle.items)).astype(np.float64)
         self.popularity = pop
         self.pop_order = np.argsort(-pop, kind="stable")
         self.trending = set(self.pop_order[:TRENDING_TOP].tolist())
@@ -141,13 +142,10 @@ class Engine:
     ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """History (values, timestamps): training history plus feedback, minus dislikes."""
         n = len(self.bundle.items)
-        model = next(iter(self.bundle.models.values()))
         items: dict[int, tuple[float, float]] = {}
         if user_idx is not None:
-            row, ts = (
-                model.history[user_idx],
-                model.history_ts[user_idx] if model.history_ts is not None else None,
-            )
+            row = self.history[user_idx]
+            ts = self.history_ts[user_idx] if self.history_ts is not None else None
             for j, (i, v) in enumerate(zip(row.indices.tolist(), row.data.tolist(), strict=True)):
                 items[i] = (v, float(ts.data[j]) if ts is not None else 0.0)
         if fb is not None:
@@ -174,7 +172,7 @@ class Engine:
         n = len(self.bundle.items)
         cols: set[int] = set()
         if exclude_seen and user_idx is not None:
-            cols |= set(next(iter(self.bundle.models.values())).history[user_idx].indices.tolist())
+            cols |= set(self.history[user_idx].indices.tolist())
         if fb is not None:
             idx, _ = self.item_index(sorted(fb.touched()))
             cols |= set(idx.tolist())

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from movierec.lifecycle.bundle import current_version, load_bundle
-from movierec.service.engine import Engine
+from movierec.service.engine import CACHE_N, Engine
 from movierec.service.feedback import FeedbackStore
 from movierec.service.render import prerender
 from movierec.settings import Settings
@@ -46,6 +46,20 @@ class ServiceState:
             self.engine = engine  # the swap: readers see the old or the new engine, never a mix
             self.last_error = None
             return engine
+
+    def plain_key(self, user_id: int, strategy: str, k: int) -> tuple[str, int, int] | None:
+        """Key of a user's serialized answer when it may be served as stored bytes.
+
+        That is a known user with no feedback since training and ``k`` within the top-N
+        cache; ``None`` otherwise (the answer must be computed).
+        """
+        engine = self.engine
+        if engine is None or k > CACHE_N:
+            return None
+        idx = engine.user_index(user_id)
+        if idx < 0 or self.feedback.user(user_id) is not None:
+            return None
+        return (strategy, idx, k)
 
     def try_load_current(self) -> None:
         """Load CURRENT at start-up if there is one; a failure is kept for /ready."""

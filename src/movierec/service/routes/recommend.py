@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from movierec.service.deps import EngineDep, StateDep, current
-from movierec.service.engine import CACHE_N, Engine
+from movierec.service.engine import Engine
 from movierec.service.render import headers as _headers
 from movierec.service.render import out as _out
 from movierec.service.render import provenance
@@ -65,11 +65,10 @@ async def recommend_user(
     # the hottest route resolves state itself: no dependency solving, no response re-validation
     state, engine = current(request)
     name = strategy or engine.bundle.default_strategy
-    plain = not explain and exclude_seen and name != "mixed" and k <= CACHE_N
-    user_idx = engine.user_index(user_id)
-    if plain and user_idx >= 0 and state.feedback.user(user_id) is None:
+    plain = not explain and exclude_seen and name != "mixed"
+    key = state.plain_key(user_id, name, k) if plain else None
+    if key is not None:
         # the common case: a known user with no feedback since training, served from bytes
-        key = (name, user_idx, k)
         body = engine.cached_response(key)
         if body is None:
             out = _recommend(engine, state, user_id, k, name)
