@@ -5,6 +5,11 @@ with a fixed concurrency sends requests for a fixed time (cycling through known 
 
     python benchmarks/bench_service.py --catalog small   # ml-latest-small (9.7k items), EASE
     python benchmarks/bench_service.py --catalog 60k     # synthetic 60k-item catalog, ALS
+    python benchmarks/bench_service.py --catalog small --strategy ranked   # the learned ranker
+
+Cached answers (a known user's top-N is computed once per bundle) are what the load test
+measures; the per-request compute path is measured separately: sequential cold-start
+requests (``/recommend_cold``, never cached) for the strategy and for EASE in the same run.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ def _start(target: str, env: dict[str, str], workers: int) -> tuple[subprocess.P
 
 
 async def _load(
-    url: str, users: list[int], seconds: float, concurrency: int, k: int
+    url: str, users: list[int], seconds: float, concurrency: int, k: int, query: str = ""
 ) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
@@ -79,7 +84,7 @@ async def _load(
                 u = users[i % len(users)]
                 i += concurrency
                 t0 = time.perf_counter()
-                r = await c.get(f"/recommend/user/{u}?k={k}")
+                r = await c.get(f"/recommend/user/{u}?k={k}{query}")
                 latencies.append(time.perf_counter() - t0)
                 if r.status_code != 200:
                     errors += 1
@@ -100,7 +105,9 @@ async def _load(
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def _wrk(url: str, users: list[int], seconds: float, concurrency: int, k: int) -> dict[str, Any]:
+def _wrk(
+    url: str, users: list[int], seconds: float, concurrency: int, k: int, query: str = ""
+) -> dict[str, Any]:
     """Drive the server with wrk (C, one thread) cycling through the user ids."""
     import re
     import tempfile
@@ -109,7 +116,8 @@ def _wrk(url: str, users: list[int], seconds: float, concurrency: int, k: int) -
     script = (
         f"local users = {{{ids}}}\nlocal n = 0\n"
         "request = function()\n  n = n + 1\n"
-        f'  return wrk.format("GET", "/recommend/user/" .. users[(n % #users) + 1] .. "?k={k}")\n'
+        '  return wrk.format("GET", "/recommend/user/" .. users[(n % #users) + 1] .. '
+        f'"?k={k}{query}")\n'
         "end\n"
     )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
@@ -151,7 +159,26 @@ def _wrk(url: str, users: list[int], seconds: float, concurrency: int, k: int) -
     }
 
 
-def _prepare(catalog: str, home: Path) -> tuple[list[int], str]:
+def _cold_latency(url: str, movies: list[int], strategy: str, n: int, k: int) -> dict[str, Any]:
+    """Sequential /recommend_cold requests (fold-in of 20 random liked movies; never cached)."""
+    rng = np.random.default_rng(0)
+    lat = []
+    with httpx.Client(base_url=url, timeout=30) as c:
+        for _ in range(n):
+            liked = ",".join(str(m) for m in rng.choice(movies, 20, replace=False))
+            t0 = time.perf_counter()
+            r = c.get(f"/recommend_cold?liked={liked}&k={k}&strategy={strategy}")
+            lat.append((time.perf_counter() - t0) * 1000)
+            r.raise_for_status()
+    return {
+        "strategy": strategy,
+        "requests": n,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
+def _prepare(catalog: str, home: Path, strategy: str | None) -> tuple[list[int], str]:
     from movierec.lifecycle.bundle import current_version, load_bundle
     from movierec.lifecycle.train import train_and_publish
     from movierec.settings import Settings
@@ -164,7 +191,7 @@ def _prepare(catalog: str, home: Path) -> tuple[list[int], str]:
                 settings,
                 "ml-latest-small",
                 "ease",
-                strategies=("popularity", "ease"),
+                strategies=("popularity", "ease", "ranked"),
                 data_dir=data_dir,
                 evaluate=False,
             )
@@ -178,12 +205,19 @@ def _prepare(catalog: str, home: Path) -> tuple[list[int], str]:
                 settings,
                 str(folder),
                 "als",
-                strategies=("popularity", "als"),
+                strategies=("popularity", "als", "ease")
+                if strategy == "ease"
+                else ("popularity", "als"),
                 params={"als": {"iterations": 5}},
                 evaluate=False,
             )
     bundle = load_bundle(settings.bundles_dir)
-    return [int(u) for u in bundle.users.ids], bundle.default_strategy
+    chosen = strategy or bundle.default_strategy
+    if chosen not in bundle.models:
+        raise SystemExit(
+            f"strategy {chosen} is not in the bundle under {home}; delete it to retrain"
+        )
+    return [int(u) for u in bundle.users.ids], chosen
 
 
 def main() -> None:
@@ -195,6 +229,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=3, help="Alternating rounds (medians).")
+    parser.add_argument("--strategy", default=None, help="Strategy to request (default: bundle's)")
+    parser.add_argument("--cold-requests", type=int, default=200)
     parser.add_argument(
         "--client",
         choices=["wrk", "httpx"],
@@ -203,7 +239,8 @@ def main() -> None:
     )
     a = parser.parse_args()
     home = Path(".movierec/bench") / f"service-{a.catalog}"
-    users, strategy = _prepare(a.catalog, home)
+    users, strategy = _prepare(a.catalog, home, a.strategy)
+    query = "" if a.strategy is None else f"&strategy={strategy}"
     runs: dict[str, list[dict[str, Any]]] = {"bare_fastapi": [], "movierec": []}
     sides = (
         ("bare_fastapi", "bare_app:app", {"PYTHONPATH": str(Path(__file__).parent)}),
@@ -213,11 +250,14 @@ def main() -> None:
         for name, target, env in sides:
             proc, url = _start(target, env, a.workers)
             try:
-                asyncio.run(_load(url, users, 2.0, a.concurrency, a.k))  # warm-up
+                q = query if name == "movierec" else ""
+                asyncio.run(_load(url, users, 2.0, a.concurrency, a.k, q))  # warm-up
                 if a.client == "wrk":
-                    runs[name].append(_wrk(url, users, a.seconds, a.concurrency, a.k))
+                    runs[name].append(_wrk(url, users, a.seconds, a.concurrency, a.k, q))
                 else:
-                    runs[name].append(asyncio.run(_load(url, users, a.seconds, a.concurrency, a.k)))
+                    runs[name].append(
+                        asyncio.run(_load(url, users, a.seconds, a.concurrency, a.k, q))
+                    )
             finally:
                 proc.terminate()
                 proc.wait(20)
@@ -232,6 +272,19 @@ def main() -> None:
         for name, rs in runs.items()
     }
     ours, bare = results["movierec"], results["bare_fastapi"]
+    cold: dict[str, Any] = {}
+    proc, url = _start("movierec.service.app:create_app", {"MOVIEREC_HOME": str(home)}, 1)
+    try:
+        from movierec.lifecycle.bundle import load_bundle as _lb
+
+        movies = [int(m) for m in _lb(home / "bundles").items.ids[:2000]]
+        names = dict.fromkeys([strategy, "ease" if a.catalog == "small" else strategy])
+        for s in names:
+            _cold_latency(url, movies, s, 10, a.k)  # warm-up
+            cold[s] = _cold_latency(url, movies, s, a.cold_requests, a.k)
+    finally:
+        proc.terminate()
+        proc.wait(20)
     target_p99 = 10.0 if a.catalog == "small" else 20.0
     out = {
         "benchmark": "service_recommend_user",
@@ -249,11 +302,13 @@ def main() -> None:
         "throughput_ratio": ours["rps"] / bare["rps"],
         "targets": {"throughput_ratio_min": 0.7, "p99_ms_max": target_p99},
         "meets_targets": ours["rps"] / bare["rps"] >= 0.7 and ours["p99_ms"] <= target_p99,
+        "cold_start_sequential": cold,
     }
     from movierec.lifecycle.bundle import load_bundle
 
     out["items"] = len(load_bundle(home / "bundles").items)
-    path = a.out or Path("benchmarks/results") / f"service-{a.catalog}.json"
+    suffix = "" if a.strategy is None else f"-{strategy}"
+    path = a.out or Path("benchmarks/results") / f"service-{a.catalog}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(
@@ -265,6 +320,11 @@ def main() -> None:
         f"{out['throughput_ratio']:.2f} (target >= 0.7), p99 target <= {target_p99} ms; "
         f"wrote {path}"
     )
+    for s, c in cold.items():
+        print(
+            f"  cold start {s} (sequential, uncached): "
+            f"p50 {c['p50_ms']:.2f} ms p99 {c['p99_ms']:.2f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -427,9 +427,21 @@ def evaluate(
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Write the results JSON here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG chart here.")] = None,
+    ablation: Annotated[
+        bool,
+        typer.Option(
+            help="Also evaluate `ranked` with each candidate source and each feature group "
+            "removed (and the HistGradientBoosting baseline learner)."
+        ),
+    ] = False,
 ) -> None:
     """Train and evaluate models under one protocol; print a table and write JSON (and a plot)."""
-    from movierec.evaluation.runner import plot_results, run_evaluation
+    from movierec.evaluation.runner import (
+        ablation_variants,
+        comparison,
+        plot_results,
+        run_evaluation,
+    )
     from movierec.evaluation.splits import PROTOCOLS
     from movierec.models.registry import MODELS
 
@@ -448,8 +460,11 @@ def evaluate(
     ks = sorted(set(k or [10, 20]))
     try:
         overrides = json.loads(params) if params else {}
+        variants = ablation_variants(overrides.get("ranked")) if ablation else {}
+        if ablation and "ranked" not in names:
+            names.append("ranked")
         tables, _ = _load_tables(dataset, data_dir)
-        steps = len(names) * seeds * (5 if protocol == "kfold-rating" else 1)
+        steps = (len(names) + len(variants)) * seeds * (5 if protocol == "kfold-rating" else 1)
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -475,9 +490,12 @@ def evaluate(
                 relevance=relevance,
                 dataset=dataset,
                 progress=step,
+                variants=variants,
             )
     except (MovierecError, ValueError) as e:
         raise _fail(e) from e
+    if protocol != "kfold-rating" and "ranked" in result["models"] and len(result["models"]) > 1:
+        result["comparison"] = comparison(result, "ranked")
     _print_results(result)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -504,6 +522,22 @@ def _print_results(result: dict[str, Any]) -> None:
     for metric in metrics:
         t.add_row(metric, *[f"{vals.get(metric, float('nan')):.4f}" for vals in models.values()])
     out.print(t)
+    cmp = result.get("comparison")
+    if cmp:
+        k0 = result["k"][0]
+        d = Table(title="ranked minus each model (paired by seed, ± standard error)")
+        d.add_column("model")
+        for metric in (f"recall@{k0}", f"ndcg@{k0}"):
+            d.add_column(metric, justify="right")
+        for other, diffs in cmp["differences"].items():
+            d.add_row(
+                other,
+                *[
+                    f"{diffs[m]['diff']:+.4f} ± {diffs[m]['se']:.4f}"
+                    for m in (f"recall@{k0}", f"ndcg@{k0}")
+                ],
+            )
+        out.print(d)
 
 
 @app.command("tune")

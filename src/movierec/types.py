@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 
 @dataclass(frozen=True)
@@ -26,3 +28,16 @@ class RecBatch:
         """The valid items and scores of row ``i`` (padding removed)."""
         valid = self.items[i] >= 0
         return self.items[i][valid], self.scores[i][valid]
+
+
+def csr_to_arrays(m: sp.csr_matrix, prefix: str) -> dict[str, np.ndarray]:
+    """The three arrays of a CSR matrix under ``<prefix>_data|indices|indptr`` (for npz)."""
+    return {f"{prefix}_data": m.data, f"{prefix}_indices": m.indices, f"{prefix}_indptr": m.indptr}
+
+
+def csr_from_arrays(arrays: Any, prefix: str, shape: tuple[int, ...]) -> sp.csr_matrix:
+    """Inverse of :func:`csr_to_arrays`."""
+    return sp.csr_matrix(
+        (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]),
+        shape=shape,
+    )

@@ -28,7 +28,7 @@ def test_health_ready_and_model(client: TestClient) -> None:
     ready = client.get("/ready").json()
     assert ready["ready"] and ready["users"] > 50 and ready["items"] > 100
     assert ready["default_strategy"] == "ease"
-    assert set(ready["strategies"]) == {"popularity", "itemknn", "als", "ease", "mf"}
+    assert set(ready["strategies"]) == {"popularity", "itemknn", "als", "ease", "mf", "ranked"}
     model = client.get("/model").json()
     assert model["version"] == ready["model_version"]
     assert len(model["data_fingerprint"]["sha256"]) == 64 and "files" not in model
@@ -43,7 +43,9 @@ def test_not_ready_without_model(tmp_path: Path) -> None:
         assert c.get("/recommend/user/1").status_code == 503
 
 
-@pytest.mark.parametrize("strategy", ["ease", "als", "itemknn", "popularity", "mixed", "mf"])
+@pytest.mark.parametrize(
+    "strategy", ["ease", "als", "itemknn", "popularity", "mixed", "mf", "ranked"]
+)
 def test_recommend_known_user(client: TestClient, home: Path, strategy: str) -> None:
     r = client.get(f"/recommend/user/1?k=7&strategy={strategy}")
     assert r.status_code == 200, r.text
@@ -71,6 +73,23 @@ def test_explanations(client: TestClient) -> None:
     text = " ".join(r for i in body["items"] for r in i["reasons"])
     assert "Because you liked" in text or "Matches your genres" in text
     assert client.get("/recommend/user/1?k=5").json()["items"][0]["reasons"] is None
+
+
+def test_ranked_explanations_feedback_and_cold_start(client: TestClient) -> None:
+    body = client.get("/recommend/user/1?k=5&explain=true&strategy=ranked").json()
+    assert body["source"] == "ranked" and len(body["items"]) == 5
+    assert all(i["reasons"] for i in body["items"])
+    text = " ".join(r for i in body["items"] for r in i["reasons"])
+    assert "Because you watched" in text
+    first = body["items"][0]["movie_id"]
+    fb = {"user_id": 1, "movie_id": first, "signal": "like"}
+    assert client.post("/feedback", json=fb).status_code == 201
+    after = client.get("/recommend/user/1?k=5&explain=true&strategy=ranked").json()
+    assert after["source"] == "ranked_foldin"
+    assert first not in {i["movie_id"] for i in after["items"]}
+    assert any("Boosted by your likes" in i["reasons"] for i in after["items"])
+    cold = client.get(f"/recommend_cold?liked={first}&k=4&strategy=ranked").json()
+    assert cold["source"] == "ranked_foldin" and len(cold["items"]) == 4
 
 
 def test_unknown_user_falls_back(client: TestClient) -> None:
@@ -204,7 +223,7 @@ def test_feedback_survives_restart(settings_for: Settings) -> None:
         ("get", "/recommend/user/1?k=501", None, 422),
         ("get", "/recommend/user/0", None, 422),
         ("get", "/recommend/user/abc", None, 422),
-        ("get", "/recommend/user/1?strategy=ranked", None, 422),
+        ("get", "/recommend/user/1?strategy=bpr", None, 422),
         ("get", "/recommend/user/1?strategy=nope", None, 422),
         ("get", "/recommend/mixed/1?alpha=2", None, 422),
         ("get", "/predict?user_id=1", None, 422),

@@ -15,12 +15,13 @@ from movierec.data.vocab import Vocabulary
 
 @dataclass(frozen=True)
 class Catalog:
-    """Genres (items × genres, binary) and tags (items × tags, counts) for a vocabulary."""
+    """Genres (items × genres, binary), tags (items × tags, counts) and release years."""
 
     genres: sp.csr_matrix
     genre_names: tuple[str, ...]
     tags: sp.csr_matrix
     tag_names: tuple[str, ...]
+    years: np.ndarray  # float64 per item, NaN when unknown
 
     @classmethod
     def build(cls, items: Vocabulary, movies: pa.Table | None, tags: pa.Table | None) -> Catalog:
@@ -32,7 +33,25 @@ class Catalog:
             items, tags, "tag", lambda v: [v.strip().lower()] if v else []
         )
         genres.data[:] = 1.0  # a genre listed twice is still one genre; tags keep counts
-        return cls(genres, genre_names, tag_m, tag_names)
+        years = np.full(len(items), np.nan)
+        if movies is not None and movies.num_rows and "year" in movies.column_names:
+            idx = items.index(movies["movie_id"].to_numpy())
+            y = np.asarray(movies["year"].to_numpy(zero_copy_only=False), dtype=np.float64)
+            ok = idx >= 0
+            years[idx[ok]] = y[ok]
+        return cls(genres, genre_names, tag_m, tag_names, years)
+
+    def train_options(self, **kwargs: Any) -> Any:
+        """``TrainOptions`` carrying this catalog's side information (plus ``kwargs``)."""
+        from movierec.models.base import TrainOptions
+
+        return TrainOptions(
+            item_genres=self.genres,
+            item_tags=self.tags,
+            item_years=self.years,
+            genre_names=self.genre_names,
+            **kwargs,
+        )
 
 
 def _multi_hot(

@@ -25,6 +25,8 @@ from movierec.evaluation.splits import (
 from movierec.models.base import Recommender, TrainOptions
 from movierec.models.mf import BiasedMF
 from movierec.models.registry import create
+from movierec.ranking.features import FEATURE_GROUPS
+from movierec.ranking.ranker import RankedConfig, RankedRecommender
 from movierec.types import RecBatch
 
 logger = logging.getLogger(__name__)
@@ -120,8 +122,12 @@ def run_evaluation(
     relevance: float | None = None,
     dataset: str = "",
     progress: ProgressFn | None = None,
+    variants: dict[str, tuple[str, dict[str, Any] | None]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate models on a protocol over ``seeds`` seeds (0, 1, ...).
+
+    ``variants`` adds configured models under their own labels (``label -> (model,
+    params)``), e.g. the ablations of :func:`ablation_variants`.
 
     Returns:
         ``{"dataset", "protocol", "protocol_description", "k", "seeds", "stage",
@@ -130,31 +136,37 @@ def run_evaluation(
     params = params or {}
     if protocol == "kfold-rating":
         return _run_kfold(tables, seeds, params, dataset, progress, stage)
-    per_model: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
+    entries: dict[str, tuple[str, dict[str, Any] | None]] = {m: (m, params.get(m)) for m in models}
+    entries |= variants or {}
+    per_model: dict[str, list[dict[str, Any]]] = {m: [] for m in entries}
+    reports: dict[str, dict[str, Any]] = {}
     skipped: list[dict[str, int]] = []
     for seed in range(seeds):
         split = make_split(protocol, tables.ratings, seed, stage)
         skipped.append(split.skipped)
         catalog = Catalog.build(split.train.items, tables.movies, tables.tags)
-        options = TrainOptions(
-            seed=seed,
-            item_genres=catalog.genres,
-            item_tags=catalog.tags,
-            future_targets=protocol in FUTURE_TARGET_PROTOCOLS,
+        options: TrainOptions = catalog.train_options(
+            seed=seed, future_targets=protocol in FUTURE_TARGET_PROTOCOLS, protocol=protocol
         )
-        for name in models:
+        for label, (name, model_params) in entries.items():
             if progress is not None:
-                progress(f"{name} seed {seed}")
+                progress(f"{label} seed {seed}")
             t0 = time.perf_counter()
-            model = create(name, params.get(name)).fit(split.train, options)
+            model = create(name, model_params).fit(split.train, options)
             fit_s = time.perf_counter() - t0
             res = evaluate_split(model, split, ks, catalog, relevance)
             res["fit_seconds"] = fit_s
             res["eval_seconds"] = time.perf_counter() - t0 - fit_s
-            per_model[name].append(res)
+            res |= _diagnostics(model, split)
+            per_model[label].append(res)
+            if seed == 0 and isinstance(model, RankedRecommender):
+                reports[label] = {
+                    "feature_importance": model.feature_importance(),
+                    "training": model.training_report,
+                }
             logger.info(
                 "%s seed %d: %s",
-                name,
+                label,
                 seed,
                 {k: round(v, 4) for k, v in res.items() if k.startswith(("recall@", "ndcg@"))},
             )
@@ -173,7 +185,82 @@ def run_evaluation(
         "seeds": seeds,
         "skipped_test_interactions": skipped[0] if skipped else {},
         "models": {m: _aggregate(runs) for m, runs in per_model.items() if runs},
+        "per_seed": {
+            m: [{k: v for k, v in r.items() if k.startswith(PAIRED_METRICS)} for r in runs]
+            for m, runs in per_model.items()
+        },
+        "reports": reports,
     }
+
+
+#: Metrics kept per seed so that differences between models can be paired by seed.
+PAIRED_METRICS = ("recall@", "ndcg@", "map@", "hit@", "precision@")
+
+
+def _diagnostics(model: Recommender, split: Split) -> dict[str, float]:
+    """Candidate recall of multi-stage models on the split's held-out items."""
+    if not isinstance(model, RankedRecommender):
+        return {}
+    if split.users is not None:
+        ts = model.history_ts[split.users] if model.history_ts is not None else None
+        return model.diagnostics(model.history[split.users], ts, split.truth)
+    assert split.history is not None
+    return model.diagnostics(split.history, split.history_ts, split.truth)
+
+
+def paired_difference(
+    result: dict[str, Any], model: str, baseline: str, metric: str
+) -> tuple[float, float]:
+    """Mean over seeds of ``model - baseline`` on ``metric`` and its standard error."""
+    a = [r[metric] for r in result["per_seed"][model]]
+    b = [r[metric] for r in result["per_seed"][baseline]]
+    return _mean_se([x - y for x, y in zip(a, b, strict=True)])
+
+
+def comparison(
+    result: dict[str, Any], model: str = "ranked", metrics: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """How ``model`` compares with every other evaluated model, paired by seed.
+
+    Returns:
+        ``{"model", "best_single": name by ndcg@<first k>, "differences": {other: {metric:
+        {"diff", "se"}}}}``; empty when ``model`` was not evaluated.
+    """
+    if model not in result.get("per_seed", {}):
+        return {}
+    k0 = result["k"][0]
+    metrics = metrics or tuple(f"{m}@{k}" for k in result["k"] for m in ("recall", "ndcg"))
+    singles = [m for m in result["models"] if m != model and not m.startswith(f"{model}-")]
+    best = max(singles, key=lambda m: result["models"][m].get(f"ndcg@{k0}", 0.0), default=None)
+    diffs: dict[str, Any] = {}
+    for other in result["models"]:
+        if other == model:
+            continue
+        diffs[other] = {}
+        for metric in metrics:
+            d, se = paired_difference(result, model, other, metric)
+            diffs[other][metric] = {"diff": d, "se": se}
+    return {"model": model, "best_single": best, "differences": diffs}
+
+
+def ablation_variants(params: dict[str, Any] | None = None) -> dict[str, tuple[str, Any]]:
+    """The ranked model with each candidate source and each feature group removed.
+
+    Also the HistGradientBoosting baseline learner. Labels name what was changed.
+    """
+    base = dict(params or {})
+    cfg = RankedConfig.model_validate(base)
+    out: dict[str, tuple[str, Any]] = {}
+    for src in cfg.sources:
+        rest = tuple(s for s in cfg.sources if s != src)
+        out[f"ranked-no-{src}"] = ("ranked", {**base, "sources": rest})
+    for group in ("source", *FEATURE_GROUPS):
+        out[f"ranked-no-{group}-features"] = (
+            "ranked",
+            {**base, "drop_groups": (*cfg.drop_groups, group)},
+        )
+    out["ranked-histgb"] = ("ranked", {**base, "learner": "histgb"})
+    return out
 
 
 def _run_kfold(

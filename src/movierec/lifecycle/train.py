@@ -26,7 +26,7 @@ from movierec.settings import Settings
 logger = logging.getLogger(__name__)
 
 #: Strategies a bundle carries by default: the service's strategies plus ``mf`` for /predict.
-DEFAULT_STRATEGIES = ("popularity", "itemknn", "als", "ease", "mf")
+DEFAULT_STRATEGIES = ("popularity", "itemknn", "als", "ease", "mf", "ranked")
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def train_and_publish(
     tables = load_tables(dataset, settings, data_dir)
     data = InteractionData.from_table(tables.ratings)
     catalog = Catalog.build(data.items, tables.movies, tables.tags)
-    options = TrainOptions(seed=seed, item_genres=catalog.genres, item_tags=catalog.tags)
+    options: TrainOptions = catalog.train_options(seed=seed)
     fitted: dict[str, Recommender] = {}
     for name in names:
         if progress is not None:

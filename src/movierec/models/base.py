@@ -66,19 +66,26 @@ class TrainOptions:
         threads: Worker threads (0 = all cores).
         item_genres: Optional CSR (items × genres) aligned with the item vocabulary.
         item_tags: Optional CSR (items × tags) aligned with the item vocabulary.
+        item_years: Optional release year per item (float, NaN when unknown).
+        genre_names: Names of the columns of ``item_genres``.
         use_gpu: Use a CUDA implementation when one is available.
         future_targets: Whether the items to predict come after the user's history in time
             (true in serving, leave-last-out and temporal evaluation). Recency weighting is
             applied only then: under random hold-out protocols the "most recent" history item
             says nothing about the held-out ones.
+        protocol: The evaluation protocol the model will be judged on, when known (the
+            ranker shapes its training labels like it); ``None`` in serving (next items).
     """
 
     seed: int = 42
     threads: int = 0
     item_genres: sp.csr_matrix | None = None
     item_tags: sp.csr_matrix | None = None
+    item_years: np.ndarray | None = None
+    genre_names: tuple[str, ...] = ()
     use_gpu: bool = False
     future_targets: bool = True
+    protocol: str | None = None
 
 
 def recency_weights(timestamps: sp.csr_matrix, half_life: float) -> np.ndarray:
@@ -185,11 +192,21 @@ class Recommender(ABC):
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """Scores (n × n_items, float32) for users given by their weighted history rows."""
 
+    def score_rows(
+        self, values: sp.csr_matrix, timestamps: sp.csr_matrix | None = None
+    ) -> np.ndarray:
+        """Scores (n × n_items) for users given by raw history rows (values and times).
+
+        The one entry point for scoring a history: known users, fold-in, feedback overlays.
+        Models that need more than the weighted row (the ranker) override it.
+        """
+        return self.score_history(self.scoring_input(values, timestamps))
+
     def score_users(self, users: np.ndarray) -> np.ndarray:
         """Scores (len(users) × n_items) for known users (default: from their history)."""
         users = np.asarray(users, dtype=np.int64)
         ts = self.history_ts[users] if self.history_ts is not None else None
-        return self.score_history(self.scoring_input(self.history[users], ts))
+        return self.score_rows(self.history[users], ts)
 
     def _check_users(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
@@ -230,7 +247,7 @@ class Recommender(ABC):
         values = sp.csr_matrix(values, dtype=np.float32)
         if values.shape[1] != self.n_items:
             raise ValueError(f"history must have {self.n_items} columns")
-        scores = self.score_history(self.scoring_input(values, timestamps))
+        scores = self.score_rows(values, timestamps)
         return topk(scores, k, exclude=values if exclude_seen else None, candidates=candidates)
 
     def fold_in(
@@ -261,7 +278,7 @@ class Recommender(ABC):
             ),
             shape=(1, self.n_items),
         )
-        return self.score_history(self.scoring_input(row, ts))[0]
+        return self.score_rows(row, ts)[0]
 
     def similar_items(self, items: np.ndarray | list[int], k: int = 10) -> RecBatch:
         """The k most similar items to each given item (never the item itself)."""
@@ -314,6 +331,13 @@ class Recommender(ABC):
             "n_items": self.n_items,
         }
         (folder / "model.json").write_text(json.dumps(meta, indent=2))
+        self._save_extra(folder)
+
+    def _save_extra(self, folder: Path) -> None:  # noqa: B027 (optional hook)
+        """Write anything beyond the arrays (composite models: their parts)."""
+
+    def _load_extra(self, folder: Path) -> None:  # noqa: B027 (optional hook)
+        """Read what :meth:`_save_extra` wrote."""
 
     @classmethod
     def load(cls, folder: Path) -> Recommender:
@@ -338,6 +362,7 @@ class Recommender(ABC):
             )
         model.weight_stats = {k[7:]: v for k, v in arrays.items() if k.startswith("weight_")}
         model._load_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("model_")})
+        model._load_extra(folder)
         model.fitted = True
         return model
 

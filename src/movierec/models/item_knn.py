@@ -8,6 +8,7 @@ from pydantic import Field
 
 from movierec.data.interactions import InteractionData
 from movierec.models.base import ModelConfig, Recommender, TrainOptions
+from movierec.types import csr_from_arrays, csr_to_arrays
 
 
 class ItemKNNConfig(ModelConfig):
@@ -64,7 +65,24 @@ def knn_similarity(
     )
 
 
-class ItemKNN(Recommender):
+class NeighbourMatrix:
+    """Mixin for models that keep a sparse item × item ``similarity`` matrix."""
+
+    similarity: sp.csr_matrix
+    n_items: int
+
+    def item_similarity(self, items: np.ndarray) -> np.ndarray:
+        """Rows of the neighbour matrix."""
+        return np.asarray(self.similarity[items].todense(), dtype=np.float32)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return csr_to_arrays(self.similarity, "sim")
+
+    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.similarity = csr_from_arrays(arrays, "sim", (self.n_items, self.n_items))
+
+
+class ItemKNN(NeighbourMatrix, Recommender):
     """Scores an item by the similarity of its neighbours to the user's (weighted) history."""
 
     name = "itemknn"
@@ -82,17 +100,3 @@ class ItemKNN(Recommender):
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """``history @ similarity``: each held item votes for its neighbours."""
         return np.asarray((x @ self.similarity).todense(), dtype=np.float32)
-
-    def item_similarity(self, items: np.ndarray) -> np.ndarray:
-        """Rows of the neighbour matrix."""
-        return np.asarray(self.similarity[items].todense(), dtype=np.float32)
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        s = self.similarity
-        return {"sim_data": s.data, "sim_indices": s.indices, "sim_indptr": s.indptr}
-
-    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.similarity = sp.csr_matrix(
-            (arrays["sim_data"], arrays["sim_indices"], arrays["sim_indptr"]),
-            shape=(self.n_items, self.n_items),
-        )

@@ -17,6 +17,16 @@ MODELS: dict[str, type[Recommender]] = {
     m.name: m for m in (Popularity, ItemKNN, ALS, BPR, EASE, GenreKNN, BiasedMF)
 }
 
+
+def _register_ranked() -> None:
+    # the ranker composes the models above, so it registers itself after them
+    from movierec.ranking.ranker import RankedRecommender
+
+    MODELS[RankedRecommender.name] = RankedRecommender
+
+
+_register_ranked()
+
 #: Models that rank items (every model); ``mf`` also predicts ratings.
 RANKING_MODELS = tuple(MODELS)
 RATING_MODELS = ("mf",)

@@ -22,6 +22,7 @@ from movierec.lifecycle.bundle import Bundle
 from movierec.models.base import Recommender
 from movierec.models.mf import BiasedMF
 from movierec.models.topk import topk
+from movierec.ranking.ranker import RankedRecommender, Reason
 from movierec.service.feedback import UserFeedback
 
 logger = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ class Engine:
         if user_idx is not None and fb is None:
             return model.score_users(np.array([user_idx]))[0]
         values, ts = self._history_row(user_idx, fb)
-        return model.score_history(model.scoring_input(values, ts))[0]
+        return model.score_rows(values, ts)[0]
 
     def recommend(
         self,
@@ -402,22 +403,38 @@ class Engine:
         return pred, source
 
     def explain(self, answer: Answer, user_id: int | None, feedback: UserFeedback | None) -> None:
-        """Add reasons to each item: similar history item, trending, matching genres."""
+        """Add reasons to each item: similar history item, trending, matching genres.
+
+        The ``ranked`` strategy gives its own reasons (from its candidate sources and
+        features); other strategies are explained from item similarity and popularity.
+        """
         u = int(self.bundle.users.index(user_id)[0]) if user_id is not None else -1
-        values, _ = self._history_row(u if u >= 0 else None, feedback)
+        values, ts = self._history_row(u if u >= 0 else None, feedback)
+        name = (
+            answer.strategy
+            if answer.strategy in self.bundle.models
+            else self.bundle.default_strategy
+        )
+        base = self.model(name)
+        liked_boost = feedback is not None and bool(feedback.liked) and not answer.fallback
+        if isinstance(base, RankedRecommender) and not answer.fallback and values.nnz:
+            idx = self.bundle.items.index(np.array([it.movie_id for it in answer.items]))
+            ok = idx >= 0
+            why = base.explain(values, ts, idx[ok])
+            it_ok = [it for it, good in zip(answer.items, ok.tolist(), strict=True) if good]
+            names = base.store.genre_names if base.store is not None else ()
+            for item, rs in zip(it_ok, why, strict=True):
+                item.reasons = [self._reason_text(r, names) for r in rs]
+                if liked_boost:
+                    item.reasons.append("Boosted by your likes")
+                item.reasons = item.reasons or ["Ranked for you from several models"]
+            return
         hist = values.indices
         taste: dict[str, float] = {}
         for i in hist.tolist():
             for g in self.catalog.get(int(self.bundle.items.ids[i]), ("", None, []))[2]:
                 taste[g] = taste.get(g, 0.0) + 1.0
         top_genres = {g for g, _ in sorted(taste.items(), key=lambda x: -x[1])[:3]}
-        base = self.model(
-            self.bundle.default_strategy
-            if answer.strategy == "mixed"
-            else answer.strategy
-            if answer.strategy in self.bundle.models
-            else self.bundle.default_strategy
-        )
         for item in answer.items:
             reasons: list[str] = []
             idx, _ = self.item_index([item.movie_id])
@@ -426,10 +443,7 @@ class Engine:
                     sims = base.item_similarity(idx)[0][hist]
                     j = int(np.argmax(sims))
                     if np.isfinite(sims[j]) and sims[j] > 0:
-                        title = self.catalog.get(
-                            int(self.bundle.items.ids[hist[j]]), ("?", None, [])
-                        )[0]
-                        reasons.append(f"Because you liked {title}")
+                        reasons.append(f"Because you liked {self._title(int(hist[j]))}")
                 except NotImplementedError:
                     pass
             if idx.size and int(idx[0]) in self.trending:
@@ -437,6 +451,19 @@ class Engine:
             match = [g for g in item.genres if g in top_genres]
             if match:
                 reasons.append(f"Matches your genres: {', '.join(match)}")
-            if feedback is not None and feedback.liked and not answer.fallback:
+            if liked_boost:
                 reasons.append("Boosted by your likes")
             item.reasons = reasons or ["Popular with people like you"]
+
+    def _title(self, item_idx: int) -> str:
+        return self.catalog.get(int(self.bundle.items.ids[item_idx]), ("?", None, []))[0]
+
+    def _reason_text(self, reason: Reason, genre_names: tuple[str, ...]) -> str:
+        if reason.code == "because_watched" and reason.item is not None:
+            return f"Because you watched {self._title(reason.item)}"
+        if reason.code == "trending":
+            return "Trending now"
+        if reason.code == "genres":
+            names = [genre_names[g] for g in reason.genres if g < len(genre_names)]
+            return f"Matches your genres: {', '.join(names)}"
+        return reason.code

@@ -1,0 +1,1 @@
+"""Multi-stage recommendations: candidates, point-in-time features, learned ranker."""

@@ -1,0 +1,381 @@
+"""Point-in-time feature store for the ranker: user, item and cross features.
+
+The store keeps the item event log sorted by (item, time) with per-item running sums,
+computed with Polars and saved as Parquet; it is served from memory as numpy arrays. Item
+features of a query are looked up *as of* a time ``t`` (binary search in the sorted log), so
+a training example never sees an event after its own time. User features come from the
+query's history row (values and timestamps), as of the same time. Cross features combine
+both with the candidate sources' scores and ranks.
+
+Every feature belongs to one group (:data:`FEATURE_GROUPS`) so ablations can drop a group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from movierec.data.interactions import InteractionData
+from movierec.types import csr_from_arrays, csr_to_arrays
+
+DAY = 86_400.0
+#: Half-life (days) of decayed popularity and decayed user activity.
+DECAY_DAYS = 180.0
+#: Trailing windows (days) of item popularity.
+WINDOWS = (7, 30, 365)
+#: How many of the user's latest items feed the "similar to your last items" features.
+LAST_N = 5
+
+USER_FEATURES = (
+    "user_n",
+    "user_rating_mean",
+    "user_rating_std",
+    "user_value_sum",
+    "user_decayed_n",
+    "user_span_days",
+    "user_session_n",
+    "user_mean_log_pop",
+    "user_mean_year",
+)
+ITEM_FEATURES = (
+    "item_n",
+    "item_log_n",
+    *(f"item_n_{w}d" for w in WINDOWS),
+    "item_decayed_n",
+    "item_rating_mean",
+    "item_days_since_last",
+    "item_days_since_first",
+    "item_year",
+    "item_age_years",
+    "item_n_genres",
+)
+CROSS_FEATURES = (
+    "genre_affinity",
+    "genre_affinity_max",
+    "sim_last_max",
+    "sim_last_mean",
+    "sim_last_1",
+    "log_pop_gap",
+    "year_gap",
+)
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "user": USER_FEATURES,
+    "item": ITEM_FEATURES,
+    "cross": CROSS_FEATURES,
+}
+
+
+@dataclass(frozen=True)
+class QueryContext:
+    """What the features of a batch of queries need from their histories.
+
+    Attributes:
+        values: CSR (queries × items) history values.
+        timestamps: CSR of event times aligned with ``values``.
+        as_of: Time of each query (its latest event): features use nothing later.
+    """
+
+    values: sp.csr_matrix
+    timestamps: sp.csr_matrix
+    as_of: np.ndarray
+
+    @classmethod
+    def build(cls, values: sp.csr_matrix, timestamps: sp.csr_matrix | None) -> QueryContext:
+        """Context of history rows; rows without timestamps are taken as of time 0."""
+        values = sp.csr_matrix(values, dtype=np.float32)
+        values.sort_indices()
+        if timestamps is None:
+            ts = sp.csr_matrix((np.zeros(values.nnz), values.indices, values.indptr), values.shape)
+        else:
+            ts = sp.csr_matrix(timestamps, dtype=np.float64)
+            ts.sort_indices()
+            if ts.nnz != values.nnz:
+                raise ValueError("timestamps must have the structure of values")
+        as_of = np.zeros(values.shape[0])
+        counts = np.diff(ts.indptr)
+        has = counts > 0
+        if has.any():
+            as_of[has] = np.maximum.reduceat(ts.data, ts.indptr[:-1][has])
+        return cls(values, ts, as_of)
+
+
+class FeatureStore:
+    """Item event log with running sums, plus static item side information."""
+
+    def __init__(
+        self,
+        item_start: np.ndarray,
+        keys: np.ndarray,
+        times: np.ndarray,
+        cum_rating: np.ndarray,
+        cum_decay: np.ndarray,
+        item_genres: sp.csr_matrix,
+        item_years: np.ndarray,
+        t_ref: float,
+        genre_names: tuple[str, ...] = (),
+    ) -> None:
+        self.item_start = item_start
+        self.keys = keys
+        self.times = times
+        self.cum_rating = cum_rating
+        self.cum_decay = cum_decay
+        self.item_genres = sp.csr_matrix(item_genres, dtype=np.float32)
+        self.item_years = item_years
+        self.t_ref = t_ref
+        self.genre_names = genre_names
+        self.n_items = item_start.size - 1
+        self.total_log_pop = np.log1p(np.diff(item_start).astype(np.float64))
+
+    # ---------------------------------------------------------------- building
+    @classmethod
+    def build(
+        cls,
+        data: InteractionData,
+        item_genres: sp.csr_matrix | None = None,
+        item_years: np.ndarray | None = None,
+        genre_names: tuple[str, ...] = (),
+    ) -> FeatureStore:
+        """Sort the event log by (item, time) and compute per-item running sums with Polars."""
+        coo = data.matrix.tocoo()
+        n_items = data.n_items
+        t_ref = float(data.timestamps.max()) if data.nnz else 0.0
+        frame = (
+            pl.DataFrame(
+                {
+                    "item": coo.col.astype(np.int64),
+                    "ts": data.timestamps.astype(np.int64),
+                    "rating": coo.data.astype(np.float64),
+                }
+            )
+            .sort(["item", "ts"])
+            .with_columns(
+                pl.col("rating").cum_sum().over("item").alias("cum_rating"),
+                ((pl.col("ts").cast(pl.Float64) - t_ref) / (DECAY_DAYS * DAY / np.log(2)))
+                .exp()
+                .cum_sum()
+                .over("item")
+                .alias("cum_decay"),
+            )
+        )
+        genres = (
+            item_genres
+            if item_genres is not None
+            else sp.csr_matrix((n_items, 0), dtype=np.float32)
+        )
+        years = item_years if item_years is not None else np.full(n_items, np.nan)
+        return cls._from_frame(frame, genres, np.asarray(years, np.float64), t_ref, genre_names)
+
+    @classmethod
+    def _from_frame(
+        cls,
+        frame: pl.DataFrame,
+        genres: sp.csr_matrix,
+        years: np.ndarray,
+        t_ref: float,
+        genre_names: tuple[str, ...],
+    ) -> FeatureStore:
+        """Serve a sorted (item, ts, cum_rating, cum_decay) log from memory."""
+        items = frame["item"].to_numpy()
+        times = frame["ts"].to_numpy().astype(np.int64)
+        item_start = np.searchsorted(items, np.arange(genres.shape[0] + 1)).astype(np.int64)
+        return cls(
+            item_start,
+            _keys(items, times),
+            times,
+            frame["cum_rating"].to_numpy(),
+            frame["cum_decay"].to_numpy(),
+            genres,
+            years,
+            t_ref,
+            genre_names,
+        )
+
+    # ----------------------------------------------------------- persistence
+    def save(self, folder: Path) -> None:
+        """Write the log as Parquet and side information as npz."""
+        folder.mkdir(parents=True, exist_ok=True)
+        items = np.repeat(np.arange(self.n_items), np.diff(self.item_start))
+        pl.DataFrame(
+            {
+                "item": items,
+                "ts": self.times,
+                "cum_rating": self.cum_rating,
+                "cum_decay": self.cum_decay,
+            }
+        ).write_parquet(folder / "item_log.parquet")
+        g = self.item_genres
+        with (folder / "items.npz").open("wb") as f:
+            np.savez(
+                f,
+                allow_pickle=False,
+                **csr_to_arrays(g, "genres"),
+                genres_shape=np.array(g.shape),
+                years=self.item_years,
+                t_ref=np.array([self.t_ref]),
+                genre_names=np.array(self.genre_names, dtype=str),
+            )
+
+    @classmethod
+    def load(cls, folder: Path) -> FeatureStore:
+        """Read a store written by :meth:`save` (no pickle)."""
+        frame = pl.read_parquet(folder / "item_log.parquet")
+        with np.load(folder / "items.npz", allow_pickle=False) as z:
+            shape = tuple(int(x) for x in z["genres_shape"])
+            genres = csr_from_arrays(z, "genres", shape)
+            years, t_ref = z["years"], float(z["t_ref"][0])
+            names = tuple(str(x) for x in z["genre_names"])
+        return cls._from_frame(frame, genres, years, t_ref, names)
+
+    # ---------------------------------------------------------------- lookups
+    def _count_le(self, items: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Position after the last event of each item with time <= t (global log position)."""
+        return np.searchsorted(self.keys, _keys(items, np.floor(t).astype(np.int64)), "right")
+
+    def item_features(self, items: np.ndarray, as_of: np.ndarray) -> dict[str, np.ndarray]:
+        """Item features of each (item, time) pair, from events at or before that time."""
+        items = items.astype(np.int64)
+        start = self.item_start[items]
+        end = self._count_le(items, as_of)
+        n = (end - start).astype(np.float64)
+        has = n > 0
+        last = np.where(has, end - 1, 0)
+        out: dict[str, np.ndarray] = {"item_n": n, "item_log_n": np.log1p(n)}
+        for w in WINDOWS:
+            before = self._count_le(items, as_of - w * DAY)
+            out[f"item_n_{w}d"] = (end - np.maximum(before, start)).astype(np.float64)
+        rating_sum = np.where(has, self.cum_rating[last], 0.0)
+        scale = DECAY_DAYS * DAY / np.log(2)
+        out["item_decayed_n"] = np.where(
+            has, self.cum_decay[last] * np.exp(np.minimum((self.t_ref - as_of) / scale, 600)), 0.0
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["item_rating_mean"] = np.where(has, rating_sum / np.maximum(n, 1), np.nan)
+        t_last = np.where(has, self.times[last], 0)
+        t_first = self.times[np.minimum(start, self.times.size - 1)] if self.times.size else 0
+        out["item_days_since_last"] = np.where(has, (as_of - t_last) / DAY, np.nan)
+        out["item_days_since_first"] = np.where(has, (as_of - t_first) / DAY, np.nan)
+        year = self.item_years[items]
+        out["item_year"] = year
+        out["item_age_years"] = (1970.0 + as_of / (365.25 * DAY)) - year
+        out["item_n_genres"] = np.diff(self.item_genres.indptr)[items].astype(np.float64)
+        return out
+
+    def user_features(self, ctx: QueryContext) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Per-query user features and the (queries × genres) recency-weighted genre taste."""
+        v, ts = ctx.values, ctx.timestamps
+        n_q = v.shape[0]
+        counts = np.diff(v.indptr).astype(np.float64)
+        rows = np.repeat(np.arange(n_q), np.diff(v.indptr))
+        safe = np.maximum(counts, 1)
+        vsum = np.bincount(rows, v.data, minlength=n_q)
+        mean = vsum / safe
+        sq = np.bincount(rows, v.data.astype(np.float64) ** 2, minlength=n_q) / safe
+        age_days = (ctx.as_of[rows] - ts.data) / DAY
+        decayed = np.bincount(rows, 0.5 ** (age_days / DECAY_DAYS), minlength=n_q)
+        first = np.full(n_q, np.nan)
+        has = counts > 0
+        if has.any():
+            first[has] = np.minimum.reduceat(ts.data, v.indptr[:-1][has])
+        session = np.bincount(rows, (age_days <= 1.0).astype(np.float64), minlength=n_q)
+        logpop = self.total_log_pop[v.indices]
+        years = self.item_years[v.indices]
+        year_ok = np.isfinite(years)
+        year_sum = np.bincount(rows[year_ok], years[year_ok], minlength=n_q)
+        year_n = np.bincount(rows[year_ok], minlength=n_q)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            feats = {
+                "user_n": counts,
+                "user_rating_mean": np.where(has, mean, np.nan),
+                "user_rating_std": np.where(has, np.sqrt(np.maximum(sq - mean**2, 0)), np.nan),
+                "user_value_sum": vsum,
+                "user_decayed_n": decayed,
+                "user_span_days": (ctx.as_of - first) / DAY,
+                "user_session_n": session,
+                "user_mean_log_pop": np.where(
+                    has, np.bincount(rows, logpop, minlength=n_q) / safe, np.nan
+                ),
+                "user_mean_year": np.where(year_n > 0, year_sum / np.maximum(year_n, 1), np.nan),
+            }
+        # genre taste: history weighted by recency rank (half-life 10 items), normalised
+        w = _recency_rank_weights(ts, half_life=10.0)
+        weighted = sp.csr_matrix((w, v.indices, v.indptr), shape=v.shape)
+        taste = np.asarray((weighted @ self.item_genres).todense(), dtype=np.float64)
+        norm = taste.sum(axis=1, keepdims=True)
+        taste = np.divide(taste, norm, out=np.zeros_like(taste), where=norm > 0)
+        return feats, taste
+
+
+def _keys(items: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Sort keys (item, time) packed in one int64: item in the high bits, time in the low 34."""
+    return (items.astype(np.int64) << 34) + np.clip(times, 0, (1 << 34) - 1).astype(np.int64)
+
+
+def _recency_rank(ts: sp.csr_matrix) -> np.ndarray:
+    """Per stored entry, its rank in its row by time, 0 = latest (ties by column order)."""
+    n = ts.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(ts.indptr))
+    order = np.lexsort((-ts.indices, -ts.data, rows))
+    pos = np.empty(order.size, dtype=np.int64)
+    pos[order] = np.arange(order.size)
+    return (pos - ts.indptr[:-1][rows]).astype(np.float64)
+
+
+def _recency_rank_weights(ts: sp.csr_matrix, half_life: float) -> np.ndarray:
+    return np.power(0.5, _recency_rank(ts) / half_life)
+
+
+def cross_features(
+    store: FeatureStore,
+    ctx: QueryContext,
+    rows: np.ndarray,
+    items: np.ndarray,
+    taste: np.ndarray,
+    user: dict[str, np.ndarray],
+    similarity: sp.csr_matrix | None,
+) -> dict[str, np.ndarray]:
+    """User-item features of each candidate pair (``rows`` index the queries)."""
+    g = store.item_genres
+    out: dict[str, np.ndarray] = {}
+    if g.shape[1]:
+        ig = g[items]
+        pair_rows = np.repeat(np.arange(items.size), np.diff(ig.indptr))
+        vals = taste[rows[pair_rows], ig.indices]
+        n_g = np.maximum(np.diff(ig.indptr), 1)
+        out["genre_affinity"] = np.bincount(pair_rows, vals, minlength=items.size) / n_g
+        mx = np.zeros(items.size)
+        np.maximum.at(mx, pair_rows, vals)
+        out["genre_affinity_max"] = mx
+    else:
+        out["genre_affinity"] = out["genre_affinity_max"] = np.zeros(items.size)
+    if similarity is not None and similarity.shape[0]:
+        rank = _recency_rank(ctx.timestamps)
+        q_rows = np.repeat(np.arange(ctx.timestamps.shape[0]), np.diff(ctx.timestamps.indptr))
+        per_last = []
+        for p in range(LAST_N):  # similarity to the p-th latest item, one sparse product each
+            sel = rank == p
+            one = sp.csr_matrix(
+                (np.ones(int(sel.sum())), (q_rows[sel], ctx.timestamps.indices[sel])),
+                shape=ctx.timestamps.shape,
+            )
+            per_last.append(_pairs(one @ similarity, rows, items))
+        stack = np.vstack(per_last)
+        n_last = np.minimum(np.diff(ctx.timestamps.indptr), LAST_N)[rows]
+        out["sim_last_1"] = stack[0]
+        out["sim_last_max"] = stack.max(axis=0)
+        out["sim_last_mean"] = stack.sum(axis=0) / np.maximum(n_last, 1)
+    else:
+        z = np.zeros(items.size)
+        out["sim_last_mean"] = out["sim_last_1"] = out["sim_last_max"] = z
+    out["log_pop_gap"] = store.total_log_pop[items] - user["user_mean_log_pop"][rows]
+    out["year_gap"] = store.item_years[items] - user["user_mean_year"][rows]
+    return out
+
+
+def _pairs(m: sp.spmatrix, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Values of a sparse matrix at (rows, items) pairs (0 where absent)."""
+    m = sp.csr_matrix(m)
+    return np.asarray(m[rows, items], dtype=np.float64).ravel()

@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from movierec.data.interactions import InteractionData
+from movierec.evaluation.runner import ablation_variants
+from movierec.models import Recommender, TrainOptions, create
+from movierec.ranking.candidates import candidate_recall, generate
+from movierec.ranking.diversity import mmr
+from movierec.ranking.features import DAY, FeatureStore, QueryContext
+from movierec.ranking.ranker import RankedRecommender, _label_split
+from tests.models.contract import RecommenderContract, checkerboard
+
+SMALL: dict[str, Any] = {
+    "n_estimators": 40,
+    "label_items": 4,
+    "negatives": None,
+    "min_child_samples": 5,
+    "source_params": {"als": {"factors": 4, "iterations": 5}},
+}
+
+
+class TestRanked(RecommenderContract):
+    name = "ranked"
+    params: ClassVar[dict[str, Any]] = SMALL
+
+
+class TestRankedDiverse(RecommenderContract):
+    name = "ranked"
+    params: ClassVar[dict[str, Any]] = {**SMALL, "diversity": 0.3}
+    oracle_precision = 0.6  # the re-rank deliberately mixes genres into the top
+
+
+def _events(n_users: int = 30, n_items: int = 20, seed: int = 0) -> InteractionData:
+    rng = np.random.default_rng(seed)
+    u, i, r, t = [], [], [], []
+    for user in range(n_users):
+        items = rng.choice(n_items, size=8, replace=False)
+        for j, item in enumerate(items):
+            u.append(user)
+            i.append(int(item))
+            r.append(float(rng.integers(1, 6)))
+            t.append(1_500_000_000 + int(rng.integers(0, 400)) * int(DAY) + j)
+    return InteractionData.from_arrays(np.array(u), np.array(i), np.array(r), np.array(t))
+
+
+def _subset(data: InteractionData, before: float) -> InteractionData:
+    coo = data.matrix.tocoo()
+    keep = data.timestamps <= before
+    return InteractionData.from_arrays(
+        data.users.ids[coo.row[keep]],
+        data.items.ids[coo.col[keep]],
+        coo.data[keep],
+        data.timestamps[keep],
+        users=data.users,
+        items=data.items,
+    )
+
+
+def test_item_features_are_point_in_time() -> None:
+    """Features as of t are the same whether or not the store also holds later events."""
+    data = _events()
+    t = float(np.quantile(data.timestamps, 0.5))
+    full = FeatureStore.build(data, years := None)
+    past = FeatureStore.build(_subset(data, t), years)
+    items = np.arange(data.n_items)
+    as_of = np.full(items.size, t)
+    a, b = full.item_features(items, as_of), past.item_features(items, as_of)
+    for name in a:
+        if name == "item_decayed_n":
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-6)
+        else:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    # and they really count only the past: item_n equals a direct count
+    coo = data.matrix.tocoo()
+    direct = np.bincount(coo.col[data.timestamps <= t], minlength=data.n_items)
+    np.testing.assert_array_equal(a["item_n"], direct)
+
+
+def test_item_window_counts_and_rating_mean_by_hand() -> None:
+    ts = np.array([0, 10, 20, 40]) * int(DAY) + 1_000_000_000
+    data = InteractionData.from_arrays(
+        np.array([1, 2, 3, 4]), np.array([7, 7, 7, 7]), np.array([1.0, 2.0, 3.0, 5.0]), ts
+    )
+    store = FeatureStore.build(data)
+    f = store.item_features(np.array([0]), np.array([float(ts[2])]))  # as of day 20
+    assert f["item_n"][0] == 3 and f["item_n_7d"][0] == 1 and f["item_n_30d"][0] == 3
+    assert f["item_rating_mean"][0] == pytest.approx(2.0)
+    assert f["item_days_since_last"][0] == pytest.approx(0.0)
+    assert f["item_days_since_first"][0] == pytest.approx(20.0)
+
+
+def test_store_save_load_roundtrip(tmp_path: Path) -> None:
+    data, options = checkerboard()
+    store = FeatureStore.build(data, options.item_genres, None, ("a", "b"))
+    store.save(tmp_path / "fs")
+    loaded = FeatureStore.load(tmp_path / "fs")
+    items = np.arange(data.n_items)
+    as_of = np.full(items.size, float(data.timestamps.max()))
+    a, b = store.item_features(items, as_of), loaded.item_features(items, as_of)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    assert loaded.genre_names == ("a", "b")
+
+
+def test_training_queries_only_see_their_past() -> None:
+    """Under ``last`` every training query's history precedes its label in time."""
+    data = _events()
+    pre, values, times, labels = _label_split(data, "last", 3, seed=0)
+    ts_of = {
+        (int(u), int(i)): int(t)
+        for u, i, t in zip(*data.matrix.nonzero(), data.timestamps, strict=True)
+    }
+    assert labels.shape[0] == values.shape[0] > 0
+    # every user contributes min(3, n - 2) = 3 queries here
+    assert labels.shape[0] == 3 * data.n_users
+    for q in range(labels.shape[0]):
+        user = q // 3
+        label_items = labels[q].indices
+        assert label_items.size == 1
+        t_label = ts_of[(user, int(label_items[0]))]
+        hist = times[q].data
+        assert hist.size and hist.max() <= t_label
+        assert int(label_items[0]) not in set(values[q].indices.tolist())
+    # the sources never train on a label
+    assert pre.nnz == data.nnz - 3 * data.n_users
+
+
+def test_user_features_from_history() -> None:
+    v = sp.csr_matrix(np.array([[4.0, 0, 2.0], [0, 0, 0]], np.float32))
+    t = sp.csr_matrix(np.array([[10 * DAY, 0, 12 * DAY], [0, 0, 0]]))
+    ctx = QueryContext.build(v, t)
+    assert ctx.as_of.tolist() == [12 * DAY, 0.0]
+    genres = sp.csr_matrix(np.array([[1, 0], [0, 1], [1, 1]], np.float32))
+    data = InteractionData.from_arrays(
+        np.array([1, 1]), np.array([5, 6]), np.array([1.0, 1.0]), np.array([1, 2])
+    )
+    store = FeatureStore.build(data)
+    store.item_genres = genres
+    store.item_years = np.array([1990.0, np.nan, 2000.0])
+    store.total_log_pop = np.zeros(3)
+    feats, taste = store.user_features(ctx)
+    assert feats["user_n"].tolist() == [2.0, 0.0]
+    assert feats["user_rating_mean"][0] == pytest.approx(3.0)
+    assert feats["user_rating_std"][0] == pytest.approx(1.0)
+    assert feats["user_span_days"][0] == pytest.approx(2.0)
+    assert feats["user_mean_year"][0] == pytest.approx(1995.0)
+    assert taste[0].sum() == pytest.approx(1.0) and taste[0, 0] > taste[0, 1]
+    assert taste[1].sum() == 0
+
+
+def test_candidates_merge_sources_with_ranks() -> None:
+    data, options = checkerboard()
+    sources = {n: create(n).fit(data, options) for n in ("popularity", "itemknn")}
+    values, ts = data.matrix[:3], data.timestamp_matrix()[:3]
+    cands = generate(sources, values, ts, per_source=5)
+    assert (np.diff(cands.rows) >= 0).all()
+    for q in range(3):
+        pool = set(cands.items[cands.rows == q].tolist())
+        assert not pool & set(values[q].indices.tolist())
+        for j, name in enumerate(cands.sources):
+            top = sources[name].recommend([q], 5).items[0]
+            assert set(top.tolist()) <= pool
+            sel = (cands.rows == q) & cands.proposed[:, j]
+            by_rank = cands.items[sel][np.argsort(cands.ranks[sel, j])]
+            np.testing.assert_array_equal(by_rank, top)
+    assert cands.proposed.any(axis=1).all()
+
+
+def test_candidate_recall_by_hand() -> None:
+    data, options = checkerboard()
+    sources = {"popularity": create("popularity").fit(data, options)}
+    values = sp.csr_matrix((2, data.n_items), dtype=np.float32)
+    cands = generate(sources, values, None, per_source=3)
+    top = set(cands.items[cands.rows == 0].tolist())
+    inside, outside = sorted(top)[0], next(i for i in range(data.n_items) if i not in top)
+    truth = sp.csr_matrix(
+        (np.ones(3), ([0, 0, 1], [inside, outside, outside])), shape=(2, data.n_items)
+    )
+    rec = candidate_recall(cands, truth)
+    assert rec["candidate_recall/popularity"] == pytest.approx((0.5 + 0.0) / 2)
+    assert rec["candidate_recall/pool"] == pytest.approx(0.25)
+
+
+def test_mmr_trades_relevance_for_genre_diversity() -> None:
+    genres = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1]], np.float32))
+    items, scores = np.array([0, 1, 2]), np.array([1.0, 0.9, 0.5])
+    np.testing.assert_array_equal(mmr(items, scores, genres, 0.0), [0, 1, 2])
+    np.testing.assert_array_equal(mmr(items, scores, genres, 0.7), [0, 2, 1])
+
+
+def test_ranked_explanations_and_report(tmp_path: Path) -> None:
+    data, options = checkerboard()
+    model = create("ranked", SMALL).fit(data, options)
+    assert isinstance(model, RankedRecommender)
+    imp = model.feature_importance()
+    assert imp and abs(sum(imp.values()) - 1.0) < 1e-6
+    assert model.training_report["train_queries"] > 0
+    hist = data.matrix[0]
+    rb = model.recommend([0], 3)
+    reasons = model.explain(hist, data.timestamp_matrix()[0], rb.items[0])
+    assert len(reasons) == 3
+    codes = {r.code for rs in reasons for r in rs}
+    assert "because_watched" in codes
+    for rs in reasons:
+        for r in rs:
+            if r.code == "because_watched":
+                assert r.item in set(hist.indices.tolist())
+
+
+def test_histgb_baseline_learns_but_is_not_saved(tmp_path: Path) -> None:
+    data, options = checkerboard()
+    model = create("ranked", {**SMALL, "learner": "histgb"}).fit(data, options)
+    rb = model.recommend(np.arange(40), 5)
+    assert ((rb.items // 15) == (np.arange(40) // 20)[:, None]).mean() >= 0.9
+    with pytest.raises(ValueError, match="lambdarank"):
+        model.save(tmp_path / "m")
+
+
+def test_ranked_bad_config() -> None:
+    with pytest.raises(ValueError, match="unknown candidate sources"):
+        create("ranked", {"sources": ["nope"]})
+    with pytest.raises(ValueError, match="feature groups"):
+        create("ranked", {"drop_groups": ["nope"]})
+
+
+def test_feature_groups_can_be_dropped() -> None:
+    data, options = checkerboard()
+    model = create("ranked", {**SMALL, "drop_groups": ["user", "cross"]}).fit(data, options)
+    assert isinstance(model, RankedRecommender)
+    assert not any(n.startswith("user_") for n in model.feature_names)
+    assert "genre_affinity" not in model.feature_names
+    assert "item_n" in model.feature_names
+
+
+def test_ablation_variants_cover_sources_groups_and_baseline() -> None:
+    v = ablation_variants()
+    assert "ranked-no-ease" in v and "ranked-no-cross-features" in v
+    assert v["ranked-histgb"][1]["learner"] == "histgb"
+    assert "ease" not in v["ranked-no-ease"][1]["sources"]
+
+
+def test_ranked_loads_through_the_generic_loader(tmp_path: Path) -> None:
+    data, options = checkerboard()
+    model = create("ranked", SMALL).fit(data, TrainOptions(**{**options.__dict__, "seed": 1}))
+    model.save(tmp_path / "r")
+    assert (tmp_path / "r" / "features" / "item_log.parquet").is_file()
+    assert (tmp_path / "r" / "ranker.txt").read_text().startswith("tree")
+    loaded = Recommender.load(tmp_path / "r")
+    np.testing.assert_allclose(loaded.score_users(np.arange(5)), model.score_users(np.arange(5)))
