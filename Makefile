@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := dev,postgres,mysql
-# Debian packages the project needs at run or test time (checked with dpkg, installed only if missing).
-SYSTEM_PACKAGES := libgomp1
+# Debian packages the project needs at run or test time (checked with dpkg, installed only if missing):
+# libgomp1 for implicit/LightGBM, chromium and an emoji font for the browser tests of the UI
+# (Playwright drives /usr/bin/chromium; never `playwright install`).
+SYSTEM_PACKAGES := libgomp1 chromium fonts-noto-color-emoji
 # Debian packages only the benchmarks need (the load generator of bench_service.py).
 BENCH_PACKAGES := wrk
 
@@ -51,12 +53,17 @@ fmt: install
 
 DEMO_DIR := $${MOVIEREC_HOME:-.movierec}/demo
 DEMO_PORT ?= 8000
+UI_PORT ?= 8501
 demo: install
 	$(BIN)/movierec data ingest ml-latest-small --report $(DEMO_DIR)/ingest.json
 	$(BIN)/movierec data stats --dataset ml-latest-small --json $(DEMO_DIR)/stats.json --plot $(DEMO_DIR)/stats.png
-	@test -f $${MOVIEREC_HOME:-.movierec}/bundles/CURRENT || $(BIN)/movierec train --dataset ml-latest-small --model ease
-	@echo "demo: API on http://127.0.0.1:$(DEMO_PORT) (docs: http://127.0.0.1:$(DEMO_PORT)/docs); Ctrl-C stops it"
-	$(BIN)/movierec serve --host 127.0.0.1 --port $(DEMO_PORT)
+	@test -f $${MOVIEREC_HOME:-.movierec}/bundles/CURRENT || $(BIN)/movierec train --dataset ml-latest-small --model ranked
+	@echo "demo: API on http://127.0.0.1:$(DEMO_PORT) (docs: http://127.0.0.1:$(DEMO_PORT)/docs)"
+	@echo "demo: UI  on http://127.0.0.1:$(UI_PORT); Ctrl-C stops both"
+	@trap 'kill 0' INT TERM EXIT; \
+	  $(BIN)/movierec serve --host 127.0.0.1 --port $(DEMO_PORT) & \
+	  MOVIEREC_API_URL=http://127.0.0.1:$(DEMO_PORT) $(BIN)/movierec ui --port $(UI_PORT) & \
+	  wait
 
 bench: install
 	@$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES="$(BENCH_PACKAGES)"

@@ -44,6 +44,10 @@ data_app = typer.Typer(
     help="Fetch, validate, ingest, generate and describe data.", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
+model_app = typer.Typer(
+    help="The MLflow registry: list versions, promote one, roll back.", no_args_is_help=True
+)
+app.add_typer(model_app, name="model")
 
 err = Console(stderr=True)
 out = Console()
@@ -610,11 +614,23 @@ def train(
     model: Annotated[str, typer.Option(help="Default strategy of the bundle.")] = "ease",
     strategies: Annotated[
         str, typer.Option(help="Comma-separated models to put in the bundle.")
-    ] = "popularity,itemknn,als,ease,mf",
+    ] = "popularity,itemknn,als,ease,mf,ranked",
     params: Annotated[str | None, typer.Option(help="Config overrides as JSON.")] = None,
-    evaluate: Annotated[bool, typer.Option(help="Record leave-last-out metrics.")] = True,
+    evaluate: Annotated[
+        bool, typer.Option(help="Evaluate and apply the promotion rule (else: promote).")
+    ] = True,
+    protocol: Annotated[
+        str | None, typer.Option(help="Evaluation protocol (default MOVIEREC_TRAIN_PROTOCOL).")
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option(help="Promotion metric (default MOVIEREC_PROMOTE_METRIC).")
+    ] = None,
+    min_improve: Annotated[
+        float | None, typer.Option(help="Least improvement (default MOVIEREC_MIN_IMPROVE).")
+    ] = None,
+    feedback: Annotated[bool, typer.Option(help="Merge the feedback the service received.")] = True,
 ) -> None:
-    """Train the models and publish a bundle (atomically), then point CURRENT at it."""
+    """Train, evaluate, log to MLflow, register, promote if better, publish atomically."""
     from movierec.lifecycle.train import train_and_publish
     from movierec.models.registry import MODELS
 
@@ -630,7 +646,7 @@ def train(
         console=err,
         transient=True,
     )
-    task = progress.add_task("train", total=len(set((*names, model))) + 1 + int(evaluate))
+    task = progress.add_task("train", total=len(set((*names, model))) + 3 + int(evaluate))
 
     def step(label: str) -> None:
         progress.update(task, description=label)
@@ -646,10 +662,19 @@ def train(
                 data_dir=data_dir,
                 params=json.loads(params) if params else None,
                 evaluate=evaluate,
+                protocol=protocol,
+                metric=metric,
+                min_improve=min_improve,
+                use_feedback=feedback,
                 progress=step,
             )
     except (MovierecError, ValueError) as e:
         raise _fail(e) from e
+    out.print(
+        f"registered version {result.registered_version} (MLflow run {result.run_id}); "
+        f"{'promoted' if result.promoted else 'NOT promoted'}: {result.decision.get('reason')}"
+    )
+    out.print(f"feedback merged: {result.feedback}")
     out.print(
         f"published {result.version} (default {result.default_strategy}; "
         f"strategies {', '.join(result.strategies)}) in {result.seconds:.1f} s"
@@ -690,6 +715,119 @@ def serve(
         access_log=False,
         log_level="warning",
     )
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """Registered versions with their aliases, metric, protocol and bundle."""
+    from movierec.lifecycle.bundle import current_version
+    from movierec.lifecycle.tracking import Tracker
+
+    settings = get_settings()
+    versions = Tracker(settings).versions()
+    if not versions:
+        out.print("no registered versions yet (run `movierec train`)")
+        return
+    serving = current_version(settings.bundles_dir)
+    t = Table(title=f"registered model {settings.registered_model}")
+    for col in ("version", "aliases", "metric", "protocol", "bundle", "served", "run"):
+        t.add_column(col)
+    for v in versions:
+        value = "" if v.value is None else f"{v.metric} {v.value:.4f}"
+        t.add_row(
+            v.version,
+            ",".join(v.aliases),
+            value,
+            v.protocol,
+            v.bundle,
+            "yes" if v.bundle == serving else "",
+            v.run_id[:12],
+        )
+    out.print(t)
+
+
+@model_app.command("promote")
+def model_promote(
+    version: Annotated[str, typer.Argument(help="Registered version number to serve.")],
+) -> None:
+    """Make a version the champion and serve its bundle (the service reloads)."""
+    from movierec.lifecycle.promotion import promote
+
+    try:
+        bundle = promote(get_settings(), version)
+    except MovierecError as e:
+        raise _fail(e) from e
+    out.print(f"version {version} is the champion; serving bundle {bundle}")
+
+
+@model_app.command("rollback")
+def model_rollback() -> None:
+    """Bring the previous champion back (the service reloads it)."""
+    from movierec.lifecycle.promotion import rollback
+
+    try:
+        version, bundle = rollback(get_settings())
+    except MovierecError as e:
+        raise _fail(e) from e
+    out.print(f"rolled back: version {version} is the champion; serving bundle {bundle}")
+
+
+@app.command("scheduler")
+def scheduler(
+    once: Annotated[
+        bool, typer.Option(help="Process landed batches, retrain once, and exit.")
+    ] = False,
+    scan_only: Annotated[
+        bool, typer.Option(help="With --once: process landed batches only (no retraining).")
+    ] = False,
+    scan_every: Annotated[float, typer.Option(help="Seconds between batch scans.")] = 5.0,
+) -> None:
+    """Retrain every MOVIEREC_TRAIN_INTERVAL and ingest batches dropped in batches/landing/."""
+    from movierec.lifecycle.scheduler import Scheduler
+
+    settings = get_settings()
+    sched = Scheduler(settings)
+    if once:
+        outcomes = sched.scan()
+        for b in outcomes:
+            out.print(f"batch {b.name}: {b.status} (report {b.report})")
+        if scan_only:
+            raise typer.Exit(1 if any(b.status == "failed" for b in outcomes) else 0)
+        result = sched.retrain()
+        if result is None:
+            raise typer.Exit(1)
+        out.print(f"version {result.registered_version}: {result.decision.get('reason')}")
+        return
+    out.print(
+        f"scheduler: retrain every {settings.train_interval} on {settings.train_dataset}; "
+        f"drop batches in {sched.folders['landing']}; Ctrl-C stops"
+    )
+    sched.build(blocking=True, scan_every_s=scan_every).start()
+
+
+@app.command("ui")
+def ui(
+    port: Annotated[int, typer.Option(help="Port of the web app.")] = 8501,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    api_url: Annotated[
+        str | None, typer.Option(help="API base URL (default MOVIEREC_API_URL or :8000).")
+    ] = None,
+) -> None:
+    """Start the Streamlit app (it talks to the API over HTTP only)."""
+    import os
+    import subprocess
+
+    app_file = Path(__file__).with_name("ui") / "app.py"
+    env = dict(os.environ)
+    if api_url:
+        env["MOVIEREC_API_URL"] = api_url
+    env.setdefault("MOVIEREC_HOME", str(get_settings().home))
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(app_file),
+        "--server.port", str(port), "--server.address", host,
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    raise typer.Exit(subprocess.call(cmd, env=env))
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MovierecError(Exception):
     """Base class of every error movierec raises on purpose."""
@@ -24,7 +26,9 @@ class InvalidDataError(MovierecError):
 
 
 class RejectRateExceededError(InvalidDataError):
-    """More rows were rejected than ``--max-reject-rate`` allows."""
+    """More rows were rejected than ``--max-reject-rate`` allows (``report`` says which)."""
+
+    report: Any = None
 
 
 class DatasetUnavailableError(MovierecError):

@@ -65,6 +65,52 @@ class Settings(BaseSettings):
         default=True, description="Precompute every known user's top-N when a model loads."
     )
     bundle_retention: int = Field(default=5, ge=2, description="Bundle versions kept on disk.")
+    mlflow_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking server URI (unset: sqlite database under home).",
+    )
+    mlflow_experiment: str = Field(default="movierec", description="MLflow experiment name.")
+    registered_model: str = Field(default="movierec", description="MLflow registered model.")
+    promote_metric: str = Field(
+        default="ndcg@10",
+        description="Metric a challenger must beat the champion on (rmse/mae: lower wins).",
+    )
+    min_improve: float = Field(
+        default=0.0,
+        ge=0,
+        description="Least improvement of promote_metric over the champion (same protocol and "
+        "data; 0 = at least as good, so a retrain on fresher data is deployed).",
+    )
+    train_protocol: str = Field(
+        default="leave-last-out", description="Protocol of the evaluation before promotion."
+    )
+    train_dataset: str = Field(
+        default="store",
+        description="What the scheduler trains on: `store` (the ingested tables) or a release.",
+    )
+    train_model: str = Field(default="ease", description="Default strategy of scheduled runs.")
+    train_interval: str = Field(
+        default="1d", description="Scheduled retraining interval: seconds or 30m / 6h / 1d."
+    )
+    max_reject_rate: float = Field(
+        default=0.05, ge=0, le=1, description="Batches rejecting more rows than this fail."
+    )
+    service_url: str | None = Field(
+        default=None, description="Running service to tell about a new model (POST reload)."
+    )
+    reload_poll_s: float = Field(
+        default=2.0, ge=0, description="How often the service checks CURRENT (0 = never)."
+    )
+
+    @property
+    def train_interval_s(self) -> float:
+        """``train_interval`` in seconds."""
+        return parse_interval(self.train_interval)
+
+    @property
+    def batches_dir(self) -> Path:
+        """Root of the landing/incoming/processed/failed batch folders."""
+        return self.home / "batches"
 
     @property
     def store_dir(self) -> Path:
@@ -95,6 +141,25 @@ class Settings(BaseSettings):
     def logs_dir(self) -> Path:
         """Log files and reject reports."""
         return self.home / "logs"
+
+
+def parse_interval(text: str) -> float:
+    """``"90"`` -> 90 s, ``"30m"`` -> 1800 s, ``"6h"``, ``"1d"``.
+
+    Raises:
+        ValueError: Not a positive duration.
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip().lower()
+    factor = units.get(t[-1:])
+    number = t[:-1] if factor else t
+    try:
+        value = float(number) * (factor or 1)
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use seconds or 30m, 6h, 1d)") from None
+    if value <= 0:
+        raise ValueError(f"interval must be positive: {text!r}")
+    return value
 
 
 @lru_cache

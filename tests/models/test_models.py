@@ -106,3 +106,25 @@ def test_config_hash_identifies_config() -> None:
     a, b = create("als").config, create("als", {"factors": 32}).config
     assert a.config_hash() != b.config_hash()
     assert a.config_hash() == create("als").config.config_hash()
+
+
+class TestSequential(RecommenderContract):
+    name = "sequential"
+
+
+def test_sequential_transitions_by_hand() -> None:
+    from movierec.data.interactions import InteractionData
+    from movierec.models.sequential import transitions
+
+    # user 1: a -> b -> c ; user 2: a -> c (items 10, 11, 12 -> indices 0, 1, 2)
+    data = InteractionData.from_arrays(
+        np.array([1, 1, 1, 2, 2]),
+        np.array([10, 11, 12, 10, 12]),
+        np.ones(5),
+        np.array([1, 2, 3, 1, 2]),
+    )
+    t = transitions(data, window=2).toarray()
+    np.testing.assert_allclose(t, [[0, 1, 1 + 0.5], [0, 0, 1], [0, 0, 0]])
+    model = create("sequential", {"shrink": 0.0}).fit(data)
+    after_a = model.fold_in([0])
+    assert after_a[2] > after_a[1] > 0  # c follows a more often than b does

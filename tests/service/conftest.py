@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from movierec.lifecycle.train import train_and_publish
 from movierec.service.app import create_app
 from movierec.settings import Settings
+from tests.helpers import TOKEN
 
-TOKEN = "test-admin-token"
 FAST = {"als": {"factors": 8, "iterations": 3}, "mf": {"factors": 4, "iterations": 3}}
 
 

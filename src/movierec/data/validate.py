@@ -109,11 +109,13 @@ class ValidationReport:
     def check_rate(self, max_reject_rate: float | None) -> None:
         """Raise :class:`RejectRateExceededError` when the reject rate is above the limit."""
         if max_reject_rate is not None and self.reject_rate > max_reject_rate:
-            raise RejectRateExceededError(
+            err = RejectRateExceededError(
                 f"{self.reject_rows} of {self.input_rows} rows rejected "
                 f"({self.reject_rate:.2%}), above --max-reject-rate {max_reject_rate:.2%}",
                 source=self.source,
             )
+            err.report = self
+            raise err
 
 
 @dataclass(frozen=True)

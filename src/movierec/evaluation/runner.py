@@ -43,6 +43,7 @@ class Tables:
     ratings: pa.Table
     movies: pa.Table | None = None
     tags: pa.Table | None = None
+    links: pa.Table | None = None
 
 
 def recommend_split(model: Recommender, split: Split, k: int, batch: int = 1024) -> RecBatch:

@@ -12,9 +12,10 @@ from movierec.models.genre import GenreKNN
 from movierec.models.item_knn import ItemKNN
 from movierec.models.mf import BiasedMF
 from movierec.models.popularity import Popularity
+from movierec.models.sequential import Sequential
 
 MODELS: dict[str, type[Recommender]] = {
-    m.name: m for m in (Popularity, ItemKNN, ALS, BPR, EASE, GenreKNN, BiasedMF)
+    m.name: m for m in (Popularity, ItemKNN, ALS, BPR, EASE, GenreKNN, BiasedMF, Sequential)
 }
 
 

@@ -11,7 +11,7 @@ from movierec.models.base import Recommender
 from movierec.models.topk import topk
 
 #: Candidate sources, in the order their columns appear.
-DEFAULT_SOURCES = ("popularity", "itemknn", "als", "ease", "genre")
+DEFAULT_SOURCES = ("popularity", "itemknn", "als", "ease", "genre", "sequential")
 
 
 @dataclass(frozen=True)

@@ -181,7 +181,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if state.engine is not None:
             MODEL_INFO.info({"version": state.engine.version})
         app.state.movierec = state
+        watcher = state.watch_current(s.reload_poll_s)
         yield
+        if watcher is not None:
+            watcher.set()
         store.close()
 
     app = FastAPI(

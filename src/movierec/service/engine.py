@@ -76,6 +76,7 @@ class Engine:
         self.bundle = bundle
         self.version = bundle.version
         self.fingerprint = str(bundle.manifest.get("data_fingerprint", {}).get("sha256", ""))
+        self.run_id = str(bundle.manifest.get("mlflow_run_id") or "")
         self.fallback_chain = tuple(s for s in fallback_chain if s in bundle.models)
         m = bundle.movies
         ids = m["movie_id"].to_numpy().astype(np.int64)
@@ -86,6 +87,10 @@ class Engine:
             int(i): (t, y, g or []) for i, t, y, g in zip(ids, titles, years, genres, strict=True)
         }
         self._search = [(t.lower(), int(i)) for i, t in zip(ids, titles, strict=True)]
+        self.tmdb: dict[int, int] = {}
+        if "tmdb_id" in m.column_names:
+            tm = m["tmdb_id"].to_pylist()
+            self.tmdb = {int(i): int(t) for i, t in zip(ids, tm, strict=True) if t is not None}
         first = next(iter(bundle.models.values()))  # every model holds the same training history
         self.history, self.history_ts = first.history, first.history_ts
         pop = np.bincount(self.history.indices, minlength=len(bundle.items)).astype(np.float64)
@@ -389,6 +394,7 @@ class Engine:
             "year": year,
             "genres": list(genres),
             "interactions": count,
+            "tmdb_id": self.tmdb.get(movie_id),
         }
 
     def predict(self, user_id: int, movie_id: int) -> tuple[float, str]:

@@ -16,7 +16,9 @@ from typing import Literal
 
 import sqlalchemy as sa
 
-Signal = Literal["like", "dislike", "rating", "watch"]
+Signal = Literal["like", "dislike", "rating", "watch", "save"]
+#: Interaction value of a movie saved for later (intent to watch: a mild positive).
+SAVE_VALUE = 4.0
 
 
 @dataclass
@@ -27,6 +29,7 @@ class UserFeedback:
     disliked: set[int] = field(default_factory=set)
     rated: dict[int, float] = field(default_factory=dict)
     watched: dict[int, float] = field(default_factory=dict)
+    saved: set[int] = field(default_factory=set)
 
     def apply(self, movie_id: int, signal: str, value: float | None) -> None:
         """Fold one event in: the latest signal about a movie wins."""
@@ -37,6 +40,7 @@ class UserFeedback:
             self.liked[movie_id] = 5.0
         elif signal == "dislike":
             self.disliked.add(movie_id)
+            self.saved.discard(movie_id)
         elif signal == "rating" and value is not None:
             if value >= 3.5:
                 self.liked[movie_id] = value
@@ -45,17 +49,20 @@ class UserFeedback:
             self.rated[movie_id] = value
         elif signal == "watch":
             self.watched[movie_id] = self.watched.get(movie_id, 0.0) + (value or 1.0)
+        elif signal == "save":
+            self.saved.add(movie_id)
 
     def positives(self) -> dict[int, float]:
         """Movies that count as positive interactions, with their value."""
-        out = {m: v for m, v in self.watched.items() if m not in self.disliked}
+        out = {m: SAVE_VALUE for m in self.saved if m not in self.disliked}
+        out.update({m: v for m, v in self.watched.items() if m not in self.disliked})
         out.update({m: v for m, v in self.rated.items() if m not in self.disliked})
         out.update(self.liked)
         return out
 
     def touched(self) -> set[int]:
         """Every movie the user gave feedback on (never recommended back)."""
-        return set(self.liked) | self.disliked | set(self.rated) | set(self.watched)
+        return set(self.liked) | self.disliked | set(self.rated) | set(self.watched) | self.saved
 
 
 class FeedbackStore:

@@ -12,14 +12,16 @@ DEFAULT_K = 10
 
 
 def headers(engine: Engine) -> dict[str, str]:
-    """Provenance headers of a response."""
-    return {"X-Model-Version": engine.version, "X-Data-Fingerprint": engine.fingerprint}
+    """Provenance headers: the bundle, its data snapshot and its MLflow run."""
+    out = {"X-Model-Version": engine.version, "X-Data-Fingerprint": engine.fingerprint}
+    if engine.run_id:
+        out["X-MLflow-Run"] = engine.run_id
+    return out
 
 
 def provenance(response: Response, engine: Engine) -> None:
-    """Headers that trace a response to its bundle and data snapshot."""
-    response.headers["X-Model-Version"] = engine.version
-    response.headers["X-Data-Fingerprint"] = engine.fingerprint
+    """Headers that trace a response to its bundle, data snapshot and MLflow run."""
+    response.headers.update(headers(engine))
 
 
 def out(engine: Engine, ans: Answer, explain: bool) -> RecommendationOut:

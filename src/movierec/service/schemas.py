@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Strategy = Literal["als", "ease", "itemknn", "popularity", "mixed", "ranked", "bpr", "genre", "mf"]
+Strategy = Literal[
+    "als", "ease", "itemknn", "popularity", "mixed", "ranked", "bpr", "genre", "mf", "sequential"
+]
 
 
 class MovieOut(BaseModel):
@@ -17,6 +19,7 @@ class MovieOut(BaseModel):
     year: int | None = None
     genres: list[str] = []
     interactions: int = 0
+    tmdb_id: int | None = None
 
 
 class ItemOut(BaseModel):
@@ -75,7 +78,7 @@ class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_id: int = Field(gt=0, lt=2**31)
     movie_id: int = Field(gt=0, lt=2**31)
-    signal: Literal["like", "dislike", "rating", "watch"]
+    signal: Literal["like", "dislike", "rating", "watch", "save"]
     value: float | None = Field(
         default=None, description="Rating (0.5-5, half steps) or watch minutes."
     )

@@ -61,6 +61,35 @@ class ServiceState:
             return None
         return (strategy, idx, k)
 
+    def watch_current(self, every_s: float) -> threading.Event | None:
+        """Poll ``CURRENT`` every ``every_s`` seconds and load a new version when it moves.
+
+        A version that fails to load is not retried until ``CURRENT`` moves again; the old
+        engine keeps serving and ``/ready`` reports the error. Returns the stop event.
+        """
+        if every_s <= 0:
+            return None
+        stop = threading.Event()
+        failed: list[str] = []
+
+        def loop() -> None:
+            while not stop.wait(every_s):
+                cur: str | None = None
+                try:
+                    cur = current_version(self.settings.bundles_dir)
+                    serving = self.engine.version if self.engine is not None else None
+                    if cur is None or cur == serving or cur in failed:
+                        continue
+                    logger.info("CURRENT moved to %s: reloading", cur)
+                    self.load(cur)
+                except Exception as e:  # keep serving the old model
+                    failed.append(str(cur))
+                    self.last_error = str(e)
+                    logger.error("reload of %s failed: %s", cur, e)
+
+        threading.Thread(target=loop, name="movierec-current-watch", daemon=True).start()
+        return stop
+
     def try_load_current(self) -> None:
         """Load CURRENT at start-up if there is one; a failure is kept for /ready."""
         if current_version(self.settings.bundles_dir) is None:
