@@ -22,6 +22,60 @@ def _cell(v: dict[str, Any], c: str) -> str:
     return f"{v[c]:.4f}" + (f" ± {se:.4f}" if se and c in ("recall@10", "ndcg@10") else "")
 
 
+def _comparison(r: dict[str, Any]) -> list[str]:
+    """``ranked`` minus the best single model, paired by seed (mean ± standard error)."""
+    cmp = r.get("comparison") or {}
+    best = cmp.get("best_single")
+    if not best:
+        return []
+    d = cmp["differences"][best]
+    metrics = [m for m in ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "recall@50", "ndcg@50")]
+    metrics = [m for m in metrics if m in d]
+    return [
+        f"`ranked` minus the best single model (`{best}`, by NDCG@{r['k'][0]}), paired by seed:",
+        "",
+        "| | " + " | ".join(metrics) + " |",
+        "| --- |" + " ---: |" * len(metrics),
+        "| difference | "
+        + " | ".join(f"{d[m]['diff']:+.4f} ± {d[m]['se']:.4f}" for m in metrics)
+        + " |",
+        "",
+    ]
+
+
+def ablation() -> str:
+    """The ablation table of `movierec evaluate --ablation`."""
+    path = RESULTS / "ablation-leave-last-out.json"
+    if not path.exists():
+        return ""
+    r = json.loads(path.read_text())
+    full = r["models"]["ranked"]
+    diffs = (r.get("comparison") or {}).get("differences", {})
+    lines = [
+        f"**Ablation, {r['protocol']}**, {r['seeds']} seeds: `ranked` with one candidate source or "
+        "one feature group removed, and with the HistGradientBoosting baseline learner. "
+        "Difference = full `ranked` minus the variant, paired by seed (positive: the removed part "
+        "helps).",
+        "",
+        "| variant | recall@10 | ndcg@10 | full minus variant, NDCG@10 | candidate recall (pool) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| ranked (full) | {full['recall@10']:.4f} | {full['ndcg@10']:.4f} | – | "
+        f"{full.get('candidate_recall/pool', float('nan')):.3f} |",
+    ]
+    for m, v in r["models"].items():
+        if m == "ranked":
+            continue
+        d = diffs.get(m, {}).get("ndcg@10")
+        diff = f"{d['diff']:+.4f} ± {d['se']:.4f}" if d else ""
+        pool = v.get("candidate_recall/pool")
+        lines.append(
+            f"| {m} | {v['recall@10']:.4f} | {v['ndcg@10']:.4f} | {diff} | "
+            + (f"{pool:.3f}" if pool is not None else "")
+            + " |"
+        )
+    return "\n".join([*lines, ""])
+
+
 def render() -> str:
     lines: list[str] = []
     for p in RANKING:
@@ -46,6 +100,7 @@ def render() -> str:
             )
             lines.append(f"| {m} | " + " | ".join(_cell(v, c) for c in COLS) + f" | {beats} |")
         lines.append("")
+        lines += _comparison(r)
     k = RESULTS / "kfold-rating.json"
     if k.exists():
         r = json.loads(k.read_text())
@@ -59,6 +114,7 @@ def render() -> str:
             f"| {mf['mae']:.4f} ± {mf.get('mae_se', 0):.4f} |",
             "",
         ]
+    lines.append(ablation())
     return "\n".join(lines)
 
 

@@ -130,7 +130,19 @@ def test_ingest_events_file(tmp_path: Path, settings: Settings) -> None:
     assert res.exit_code == 3
 
 
-@pytest.mark.parametrize("args", [["evaluate"], ["tune"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evaluate"],
+        ["tune"],
+        ["train"],
+        ["model", "list"],
+        ["model", "promote"],
+        ["model", "rollback"],
+        ["scheduler"],
+        ["ui"],
+    ],
+)
 def test_model_commands_have_help(args: list[str]) -> None:
     res = runner.invoke(app, [*args, "--help"])
     assert res.exit_code == 0 and "Usage" in res.output
@@ -250,3 +262,35 @@ def test_tune_writes_trials_and_best(
     assert result["stage"] == "valid" and len(result["trials"]) == 3
     assert result["trials"][0]["params"] == {}
     assert result["best"]["value"] == max(t["value"] for t in result["trials"])
+    # the search is in MLflow: a parent run and one child run per trial
+    from movierec.lifecycle.tracking import Tracker
+
+    tracker = Tracker(settings)
+    runs = tracker.client.search_runs([tracker.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("kind") == "tune"]
+    children = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    assert len(parents) == 1 and len(children) == 3
+    assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
+    assert parents[0].data.metrics["best_ndcg_at_10"] == pytest.approx(result["best"]["value"])
+
+
+def test_model_cli_list_promote_rollback(synth_release: Path, settings: Settings) -> None:
+    res = runner.invoke(app, ["model", "list"])
+    assert res.exit_code == 0 and "no registered versions" in res.output
+    assert runner.invoke(app, ["model", "rollback"]).exit_code == 2
+    for model in ("popularity", "itemknn"):
+        res = runner.invoke(
+            app,
+            ["train", "--dataset", str(synth_release), "--model", model,
+             "--strategies", "popularity,itemknn"],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert "registered version" in res.output
+    res = runner.invoke(app, ["model", "list"])
+    assert res.exit_code == 0 and "champion" in res.output and "challenger" in res.output
+    res = runner.invoke(app, ["model", "promote", "2"])
+    assert res.exit_code == 0 and "version 2 is the champion" in res.output
+    res = runner.invoke(app, ["model", "rollback"])
+    assert res.exit_code == 0 and "version 1 is the champion" in res.output
+    res = runner.invoke(app, ["model", "promote", "42"])
+    assert res.exit_code == 2 and "no version 42" in res.output

@@ -562,6 +562,9 @@ def tune(
     output: Annotated[
         Path | None, typer.Option(help="Write the trials and the best config here.")
     ] = None,
+    track: Annotated[
+        bool, typer.Option(help="Log the search to MLflow (a child run per trial).")
+    ] = True,
 ) -> None:
     """Random search on the validation split (never the test split); writes trials and the best."""
     from movierec.evaluation.tuning import SEARCH_SPACES, random_search
@@ -605,6 +608,11 @@ def tune(
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(result, indent=2))
+    if track:
+        from movierec.lifecycle.tracking import Tracker
+
+        run_id = Tracker(get_settings()).log_tuning(result)
+        out.print(f"logged to MLflow: run {run_id} (one child run per trial)")
 
 
 @app.command("train")
@@ -731,7 +739,7 @@ def model_list() -> None:
     serving = current_version(settings.bundles_dir)
     t = Table(title=f"registered model {settings.registered_model}")
     for col in ("version", "aliases", "metric", "protocol", "bundle", "served", "run"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col in ("version", "aliases", "served"))
     for v in versions:
         value = "" if v.value is None else f"{v.metric} {v.value:.4f}"
         t.add_row(

@@ -139,6 +139,38 @@ class Tracker:
         value = self.client.get_run(run_id).data.metrics.get(metric_key(metric))
         return None if value is None else float(value)
 
+    def log_tuning(self, result: dict[str, Any]) -> str:
+        """A tuning search as one parent run with a child run per trial; return the parent id."""
+        base = {
+            "dataset": str(result.get("dataset", "")),
+            "protocol": str(result["protocol"]),
+            "stage": "valid",
+            "model": str(result["model"]),
+            "metric": str(result["metric"]),
+        }
+        parent = self.start_run(f"tune-{result['model']}", base | {"kind": "tune"})
+        for i, trial in enumerate(result["trials"]):
+            child = self.start_run(
+                f"trial-{i}", base | {"kind": "trial", "mlflow.parentRunId": parent}
+            )
+            self.log(
+                child,
+                params={"trial": i, "config": trial["params"]},
+                metrics={result["metric"]: trial["value"]},
+            )
+            self.end_run(child, True)
+        self.log(
+            parent,
+            params={"trials": len(result["trials"]), "best": result["best"]["params"]},
+            metrics={f"best_{result['metric']}": result["best"]["value"]},
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "tuning.json"
+            path.write_text(json.dumps(result, indent=2))
+            self.log_artifact(parent, path)
+        self.end_run(parent, True)
+        return parent
+
     # ---------------------------------------------------------------- registry
     def register(self, run_id: str, bundle_dir: Path, tags: dict[str, str]) -> str:
         """Log the bundle as a pyfunc model in the run and register a new version."""
@@ -206,10 +238,11 @@ class Tracker:
         """Every registered version, newest first."""
         try:
             found = self.client.search_model_versions(f"name = '{self.model_name}'")
-        except Exception:
+            registered = self.client.get_registered_model(self.model_name)
+        except Exception:  # no model registered yet
             return []
         aliases: dict[str, list[str]] = {}
-        for alias, v in self.client.get_registered_model(self.model_name).aliases.items():
+        for alias, v in registered.aliases.items():
             aliases.setdefault(str(v), []).append(alias)
         out = []
         for mv in found:
