@@ -294,3 +294,33 @@ def test_model_cli_list_promote_rollback(synth_release: Path, settings: Settings
     assert res.exit_code == 0 and "version 1 is the champion" in res.output
     res = runner.invoke(app, ["model", "promote", "42"])
     assert res.exit_code == 2 and "no version 42" in res.output
+
+
+@pytest.mark.slow
+def test_evaluate_ablation_writes_variants_and_differences(
+    tmp_path: Path, settings: Settings
+) -> None:
+    from movierec.data.synthetic import SynthConfig, generate
+
+    data = tmp_path / "synth-5k"
+    generate(data, SynthConfig(ratings=5_000, seed=3))
+    out = tmp_path / "abl.json"
+    fast = {"ranked": {"label_items": 1, "n_estimators": 3, "per_source": 10}}
+    res = runner.invoke(
+        app,
+        ["evaluate", "--dataset", str(data), "--protocol", "leave-last-out",
+         "--models", "ease", "--ablation", "--k", "10", "--seeds", "1",
+         "--params", json.dumps(fast), "--output", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    names = set(r["models"])
+    assert {"ease", "ranked", "ranked-no-ease", "ranked-no-sequential", "ranked-histgb"} <= names
+    assert {f"ranked-no-{g}-features" for g in ("source", "user", "item", "cross")} <= names
+    assert r["models"]["ranked"]["candidate_recall/pool"] >= r["models"]["ranked"][
+        "candidate_recall/ease"
+    ]
+    assert r["reports"]["ranked"]["feature_importance"]
+    d = r["comparison"]["differences"]["ranked-no-user-features"]["ndcg@10"]
+    assert set(d) == {"diff", "se"}
+    assert r["comparison"]["best_single"] == "ease"

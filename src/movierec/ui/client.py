@@ -162,7 +162,7 @@ class ApiClient:
 
     def cold(self, liked: list[int], k: int = 10, strategy: str | None = None) -> RecList:
         """Recommendations for a new user from movies they like."""
-        params: dict[str, Any] = {"liked": ",".join(map(str, liked)), "k": k}
+        params: dict[str, Any] = {"liked": ",".join(map(str, liked)), "k": k, "explain": "true"}
         if strategy and strategy != "mixed":
             params["strategy"] = strategy
         return _reclist(self._call("GET", "/recommend_cold", params=params))

@@ -80,7 +80,7 @@ def generated_poster(title: str, year: int | None, genres: Iterable[str]) -> byt
     name = title.rsplit(" (", 1)[0] if year and title.endswith(f"({year})") else title
     font, small = _font(24), _font(15)
     y = 40
-    for line in textwrap.wrap(name, width=16)[:6]:
+    for line in textwrap.wrap(name, width=14, break_long_words=True)[:6]:
         draw.text((22, y), line, fill=(255, 255, 255), font=font)
         y += 30
     if year:

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from movierec.service.deps import EngineDep, StateDep, current
 from movierec.service.engine import Engine
+from movierec.service.feedback import UserFeedback
 from movierec.service.render import headers as _headers
 from movierec.service.render import out as _out
 from movierec.service.render import provenance
@@ -150,7 +151,10 @@ async def recommend_cold(
     ids = _parse_ids(liked)
     ans = engine.cold(ids, [], k, strategy or engine.bundle.default_strategy)
     if explain:
-        engine.explain(ans, None, None)
+        likes = UserFeedback()
+        for m in ids:
+            likes.apply(m, "like", None)
+        engine.explain(ans, None, likes)
     return _out(engine, ans, explain)
 
 
