@@ -317,9 +317,10 @@ def test_evaluate_ablation_writes_variants_and_differences(
     names = set(r["models"])
     assert {"ease", "ranked", "ranked-no-ease", "ranked-no-sequential", "ranked-histgb"} <= names
     assert {f"ranked-no-{g}-features" for g in ("source", "user", "item", "cross")} <= names
-    assert r["models"]["ranked"]["candidate_recall/pool"] >= r["models"]["ranked"][
-        "candidate_recall/ease"
-    ]
+    assert (
+        r["models"]["ranked"]["candidate_recall/pool"]
+        >= r["models"]["ranked"]["candidate_recall/ease"]
+    )
     assert r["reports"]["ranked"]["feature_importance"]
     d = r["comparison"]["differences"]["ranked-no-user-features"]["ndcg@10"]
     assert set(d) == {"diff", "se"}
