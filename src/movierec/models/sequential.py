@@ -73,8 +73,8 @@ class Sequential(NeighbourMatrix, Recommender):
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         t = transitions(data, self.config.window, options.seed)
         totals = np.asarray(t.sum(axis=1)).ravel()
-        scale = 1.0 / (totals + self.config.shrink)
-        scale[totals == 0] = 0.0
+        denom = totals + self.config.shrink
+        scale = np.divide(1.0, denom, out=np.zeros_like(denom), where=totals > 0)
         self.similarity = sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ t, dtype=np.float32)
 
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
