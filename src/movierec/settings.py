@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     warm_cache: bool = Field(
         default=True, description="Precompute every known user's top-N when a model loads."
     )
+    warm_strategies: tuple[str, ...] = Field(
+        default=("ranked",),
+        description="Strategies warmed besides the default one (when the bundle has them).",
+    )
     bundle_retention: int = Field(default=5, ge=2, description="Bundle versions kept on disk.")
     mlflow_uri: str | None = Field(
         default=None,

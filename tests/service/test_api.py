@@ -314,3 +314,9 @@ def test_fast_path_sends_what_the_route_sends(client: TestClient) -> None:
     assert fast.headers["content-type"] == routed.headers["content-type"]
     assert client.get("/recommend/user/3?k=0").status_code == 422  # invalid k is not fast-pathed
     assert client.get("/recommend/user/00003").json() == client.get("/recommend/user/3").json()
+    # warmed strategies (ranked) are pre-rendered too, parameters in any order
+    fast = client.get("/recommend/user/3?strategy=ranked&k=7")
+    routed = client.get("/recommend/user/3?k=7&strategy=ranked&exclude_seen=true")
+    assert fast.json() == routed.json() and fast.json()["source"] == "ranked"
+    assert client.get("/recommend/user/3?strategy=nope").status_code == 422
+    assert client.get("/recommend/user/3?strategy=ranked&strategy=ease").status_code == 200

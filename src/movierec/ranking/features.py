@@ -352,21 +352,25 @@ def cross_features(
     else:
         out["genre_affinity"] = out["genre_affinity_max"] = np.zeros(items.size)
     if similarity is not None and similarity.shape[0]:
+        # one product: row q·LAST_N + p holds the query's p-th latest item
         rank = _recency_rank(ctx.timestamps)
-        q_rows = np.repeat(np.arange(ctx.timestamps.shape[0]), np.diff(ctx.timestamps.indptr))
-        per_last = []
-        for p in range(LAST_N):  # similarity to the p-th latest item, one sparse product each
-            sel = rank == p
-            one = sp.csr_matrix(
-                (np.ones(int(sel.sum())), (q_rows[sel], ctx.timestamps.indices[sel])),
-                shape=ctx.timestamps.shape,
-            )
-            per_last.append(_pairs(one @ similarity, rows, items))
-        stack = np.vstack(per_last)
+        n_q = ctx.timestamps.shape[0]
+        q_rows = np.repeat(np.arange(n_q), np.diff(ctx.timestamps.indptr))
+        sel = rank < LAST_N
+        latest = sp.csr_matrix(
+            (
+                np.ones(int(sel.sum())),
+                (q_rows[sel] * LAST_N + rank[sel].astype(np.int64), ctx.timestamps.indices[sel]),
+            ),
+            shape=(n_q * LAST_N, ctx.timestamps.shape[1]),
+        )
+        sims = latest @ similarity
+        rr = (rows[:, None] * LAST_N + np.arange(LAST_N)[None, :]).ravel()
+        stack = _pairs(sims, rr, np.repeat(items, LAST_N)).reshape(items.size, LAST_N)
         n_last = np.minimum(np.diff(ctx.timestamps.indptr), LAST_N)[rows]
-        out["sim_last_1"] = stack[0]
-        out["sim_last_max"] = stack.max(axis=0)
-        out["sim_last_mean"] = stack.sum(axis=0) / np.maximum(n_last, 1)
+        out["sim_last_1"] = stack[:, 0]
+        out["sim_last_max"] = stack.max(axis=1)
+        out["sim_last_mean"] = stack.sum(axis=1) / np.maximum(n_last, 1)
     else:
         z = np.zeros(items.size)
         out["sim_last_mean"] = out["sim_last_1"] = out["sim_last_max"] = z

@@ -114,10 +114,10 @@ class GuardAndMeasure:
         )
 
     def _fast_answer(self, scope: Scope) -> Response | None:
-        """The pre-rendered answer of ``GET /recommend/user/{id}`` or ``?k=N``, if there is one.
+        """The pre-rendered answer of ``GET /recommend/user/{id}[?k=N][&strategy=S]``, if any.
 
-        Only the plain form qualifies: a known user without feedback since training, the default
-        strategy, no other parameter. Anything else goes through FastAPI as usual, so the
+        Only the plain form qualifies: a known user without feedback since training, a
+        pre-rendered strategy (the default and the warmed ones), no other parameter. Anything else goes through FastAPI as usual, so the
         bytes sent here are exactly those the route would send.
         """
         if scope["method"] != "GET" or self.owner is None:
@@ -129,16 +129,23 @@ class GuardAndMeasure:
         if not uid.isdigit() or len(uid) > 10:
             return None
         query: bytes = scope.get("query_string", b"")
-        k = 10
+        k, strategy = 10, None
         if query:
-            if not query.startswith(b"k=") or not query[2:].isdigit() or len(query) > 5:
+            if len(query) > 40:
                 return None
-            k = int(query[2:])
+            for part in query.split(b"&"):
+                name, _, value = part.partition(b"=")
+                if name == b"k" and value.isdigit() and len(value) <= 3:
+                    k = int(value)
+                elif name == b"strategy" and value.isalpha() and strategy is None:
+                    strategy = value.decode()
+                else:
+                    return None
         state: ServiceState | None = getattr(self.owner.state, "movierec", None)
         if state is None or state.engine is None or not 1 <= k <= 500:
             return None
         engine = state.engine
-        key = state.plain_key(int(uid), engine.bundle.default_strategy, k)
+        key = state.plain_key(int(uid), strategy or engine.bundle.default_strategy, k)
         body = engine.cached_response(key) if key is not None else None
         if body is None:
             return None

@@ -40,9 +40,11 @@ class ServiceState:
                 t0 = time.perf_counter()
                 engine.warm(bundle.default_strategy)
                 prerender(engine, bundle.default_strategy)
-                logger.info(
-                    "warmed %s in %.2f s", bundle.default_strategy, time.perf_counter() - t0
-                )
+                for extra in self.settings.warm_strategies:
+                    if extra in bundle.models and extra != bundle.default_strategy:
+                        engine.warm(extra)
+                        prerender(engine, extra)
+                logger.info("warmed the top-N cache in %.2f s", time.perf_counter() - t0)
             self.engine = engine  # the swap: readers see the old or the new engine, never a mix
             self.last_error = None
             return engine

@@ -136,6 +136,8 @@ def similar_panel(user_id: int | None) -> None:
             st.session_state.similar_of = None
             st.rerun()
         cards(client().similar(movie_id, k=5), user_id, prefix="sim-", actions=False)
+        st.divider()
+        st.subheader("Your recommendations")
 
 
 def taste_panel() -> None:
