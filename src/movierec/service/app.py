@@ -117,8 +117,9 @@ class GuardAndMeasure:
         """The pre-rendered answer of ``GET /recommend/user/{id}[?k=N][&strategy=S]``, if any.
 
         Only the plain form qualifies: a known user without feedback since training, a
-        pre-rendered strategy (the default and the warmed ones), no other parameter. Anything else goes through FastAPI as usual, so the
-        bytes sent here are exactly those the route would send.
+        pre-rendered strategy (the default and the warmed ones), no other parameter. Anything
+        else goes through FastAPI as usual, so the bytes sent here are exactly those the route
+        would send.
         """
         if scope["method"] != "GET" or self.owner is None:
             return None
