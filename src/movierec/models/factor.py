@@ -32,16 +32,19 @@ def gpu_available() -> bool:
 
 
 def fold_in_factors(
-    x: sp.csr_matrix, item_factors: np.ndarray, regularization: float
+    x: sp.csr_matrix,
+    item_factors: np.ndarray,
+    regularization: float,
+    gram: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Implicit-feedback least squares for each row of ``x`` (confidence = stored value).
 
     Solves ``(YᵀY + Σ_i (c_i - 1) y_i y_iᵀ + λI) u = Σ_i c_i y_i`` per user: the user step of
-    implicit ALS, so a fold-in user gets the factors ALS would give them.
+    implicit ALS, so a fold-in user gets the factors ALS would give them. ``gram`` is
+    ``(Y as float64, YᵀY)`` when the caller keeps them (they depend on the items only).
     """
-    y = item_factors.astype(np.float64)
+    y, yty = gram if gram is not None else item_gram(item_factors)
     f = y.shape[1]
-    yty = y.T @ y
     out = np.zeros((x.shape[0], f), dtype=np.float32)
     for r in range(x.shape[0]):
         lo, hi = x.indptr[r], x.indptr[r + 1]
@@ -53,6 +56,12 @@ def fold_in_factors(
         b = yi.T @ conf
         out[r] = np.linalg.solve(a, b)
     return out
+
+
+def item_gram(item_factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(Y as float64, YᵀY)`` of item factors, the fixed part of every fold-in."""
+    y = item_factors.astype(np.float64)
+    return y, y.T @ y
 
 
 class FactorConfig(ModelConfig):
@@ -136,8 +145,20 @@ class _FactorModel(Recommender):
 
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """Fold-in: least-squares user factors from the history, then dot products."""
-        u = fold_in_factors(x, self._fold_item_factors(), self.config.regularization)
-        return (u @ self._fold_item_factors().T).astype(np.float32)
+        y = self._fold_item_factors()
+        u = fold_in_factors(x, y, self.config.regularization, self._gram(y))
+        return (u @ y.T).astype(np.float32)
+
+    def _gram(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The Gram matrix of ``y`` (the item factors or a slice of them), computed once.
+
+        A refit or a load replaces ``item_factors``, and so invalidates the cache.
+        """
+        cached = getattr(self, "_gram_cache", None)
+        if cached is None or cached[0] is not self.item_factors or cached[1] != y.shape:
+            cached = (self.item_factors, y.shape, item_gram(y))
+            self._gram_cache = cached
+        return cached[2]
 
     def _fold_item_factors(self) -> np.ndarray:
         return self.item_factors
@@ -181,5 +202,7 @@ class BPR(_FactorModel):
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """Fold-in on the factor part; the learned item bias is added back."""
         y = self.item_factors[:, :-1]
-        u = fold_in_factors(sp.csr_matrix(x), y, max(self.config.regularization, 1e-3))
+        u = fold_in_factors(
+            sp.csr_matrix(x), y, max(self.config.regularization, 1e-3), self._gram(y)
+        )
         return (u @ y.T + self.item_factors[:, -1]).astype(np.float32)
