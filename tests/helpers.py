@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -19,6 +21,34 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30.0, every: float = 0.2) -> None:
+    """Poll ``check`` until it holds; an AssertionError when it never does."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"condition not reached within {timeout:.0f} s")
+
+
+def wait_until_ok(
+    url: str, proc: subprocess.Popen[Any], timeout: float = 60.0, every: float = 0.2
+) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``proc`` exits meanwhile."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else b"no output"
+            raise RuntimeError(f"{proc.args!r} exited: {err!r}")
+        time.sleep(every)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
 
 
 class Server:
@@ -48,17 +78,7 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "died")
-            time.sleep(0.2)
-        raise TimeoutError("server did not become ready")
+        wait_until_ok(f"{self.url}/ready", self.proc, timeout=60)
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -22,17 +19,12 @@ from movierec.lifecycle.tracking import CHAMPION, Tracker
 from movierec.lifecycle.train import train_and_publish
 from movierec.service.app import create_app
 from movierec.settings import Settings
+from tests.helpers import _free_port, wait_for, wait_until_ok
 
 pytestmark = [pytest.mark.slow, pytest.mark.db]
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 TOKEN = "cycle-token"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +33,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = f"mlflow_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as con:
         con.execute(f"CREATE DATABASE {db}")
-    port = _port()
+    port = _free_port()
     arts = tmp_path_factory.mktemp("mlflow-artifacts")
     log = (tmp_path_factory.mktemp("mlflow-log") / "server.log").open("w")
     proc = subprocess.Popen(
@@ -66,17 +58,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, "mlflow server exited"
-            time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start")
+        wait_until_ok(f"{url}/health", proc, timeout=120, every=0.5)
         yield url
     finally:
         proc.terminate()
@@ -84,15 +66,6 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
         with psycopg.connect(f"{PG}/postgres", autocommit=True) as con:
             con.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-
-
-def _wait(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
 
 
 def test_full_cycle(mlflow_server: str, data_dir: Path, tmp_path: Path) -> None:
@@ -137,7 +110,7 @@ def test_full_cycle(mlflow_server: str, data_dir: Path, tmp_path: Path) -> None:
             v2.decision["challenger_value"]
         )
         assert v2.promoted  # same config on fresher data ties, min_improve 0: deployed
-        _wait(lambda: client.get("/model").json()["version"] == v2.version)
+        wait_for(lambda: client.get("/model").json()["version"] == v2.version)
         resp = client.get(f"/recommend/user/{user}?k=5")
         assert resp.headers["X-Model-Version"] == v2.version
         assert resp.headers["X-MLflow-Run"] == v2.run_id
@@ -154,6 +127,6 @@ def test_full_cycle(mlflow_server: str, data_dir: Path, tmp_path: Path) -> None:
         # rollback brings v1 back and the service serves it
         version, bundle = rollback(s)
         assert version == "1" and bundle == v1.version
-        _wait(lambda: client.get("/model").json()["version"] == v1.version)
+        wait_for(lambda: client.get("/model").json()["version"] == v1.version)
         assert client.get("/recommend/user/2?k=3").headers["X-MLflow-Run"] == v1.run_id
         assert tracker.alias_version(CHAMPION) == "1"

@@ -9,14 +9,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.helpers import Server, _free_port
+from tests.helpers import Server, _free_port, wait_for, wait_until_ok
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -48,16 +46,7 @@ def ui_url(api: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("streamlit did not start")
+        wait_until_ok(f"{url}/_stcore/health", proc, timeout=60, every=0.3)
         yield url
     finally:
         proc.terminate()
@@ -74,15 +63,6 @@ def _ids(page: object, prefix: str) -> list[int]:
         if m:
             out.append(int(m.group(1)))
     return out
-
-
-def _wait_until(check: object, timeout: float = 30.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.25)
-    raise AssertionError("the page did not reach the expected state")
 
 
 def test_browser_journey(ui_url: str) -> None:
@@ -104,14 +84,14 @@ def test_browser_journey(ui_url: str) -> None:
         box.fill("5")
         box.press("Enter")
         page.get_by_text("Recommended for user 5").wait_for()
-        _wait_until(lambda: len(_ids(page, "rec-")) == 10)
+        wait_for(lambda: len(_ids(page, "rec-")) == 10)
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(SHOTS / "1-recommendations.png"), full_page=True)
 
         # like one: it leaves the list, which stays full
         first = _ids(page, "rec-")[0]
         page.locator(f".st-key-rec-like-{first} button").first.click()
-        _wait_until(lambda: first not in _ids(page, "rec-") and len(_ids(page, "rec-")) == 10)
+        wait_for(lambda: first not in _ids(page, "rec-") and len(_ids(page, "rec-")) == 10)
         page.get_by_text("Your recent taste").wait_for()
         page.screenshot(path=str(SHOTS / "2-after-like.png"), full_page=True)
 
@@ -119,7 +99,7 @@ def test_browser_journey(ui_url: str) -> None:
         other = _ids(page, "rec-")[0]
         page.locator(f".st-key-rec-more-{other} button").first.click()
         page.get_by_text("More like").first.wait_for()
-        _wait_until(lambda: len(_ids(page, "sim-")) == 5)
+        wait_for(lambda: len(_ids(page, "sim-")) == 5)
         page.screenshot(path=str(SHOTS / "3-more-like-this.png"), full_page=True)
 
         # the new-user onboarding
@@ -130,7 +110,7 @@ def test_browser_journey(ui_url: str) -> None:
         search.press("Enter")
         page.locator("[class*='st-key-add-'] button").first.click()
         page.get_by_text("You like:").wait_for()
-        _wait_until(lambda: len(_ids(page, "cold-")) == 10)
+        wait_for(lambda: len(_ids(page, "cold-")) == 10)
         page.screenshot(path=str(SHOTS / "4-onboarding.png"), full_page=True)
         browser.close()
     assert len(list(SHOTS.glob("*.png"))) >= 4

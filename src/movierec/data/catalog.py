@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
 from movierec.data.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from movierec.models.base import TrainOptions
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Catalog:
             years[idx[ok]] = y[ok]
         return cls(genres, genre_names, tag_m, tag_names, years)
 
-    def train_options(self, **kwargs: Any) -> Any:
+    def train_options(self, **kwargs: Any) -> TrainOptions:
         """``TrainOptions`` carrying this catalog's side information (plus ``kwargs``)."""
         from movierec.models.base import TrainOptions
 

@@ -146,7 +146,7 @@ def run_evaluation(
         split = make_split(protocol, tables.ratings, seed, stage)
         skipped.append(split.skipped)
         catalog = Catalog.build(split.train.items, tables.movies, tables.tags)
-        options: TrainOptions = catalog.train_options(
+        options = catalog.train_options(
             seed=seed, future_targets=protocol in FUTURE_TARGET_PROTOCOLS, protocol=protocol
         )
         for label, (name, model_params) in entries.items():

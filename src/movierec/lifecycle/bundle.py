@@ -60,7 +60,8 @@ def _fsync_tree(path: Path) -> None:
     _fsync_dir(path)
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """The checkout's commit (read from .git, no subprocess), or None outside a checkout."""
     head = Path(__file__).resolve().parents[3] / ".git" / "HEAD"
     try:
         ref = head.read_text().strip()
@@ -169,7 +170,7 @@ def publish_bundle(
             "data_fingerprint": fingerprint,
             "metrics": metrics or {},
             "code_version": __version__,
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             "n_users": len(users),
             "n_items": len(items),
             "files": {str(p.relative_to(tmp)): file_digest(p) for p in files},

@@ -30,14 +30,14 @@ from movierec.errors import MovierecError
 from movierec.evaluation.runner import Tables, plot_results, run_evaluation
 from movierec.evaluation.splits import PROTOCOLS, Protocol
 from movierec.lifecycle.bundle import (
-    _git_commit,
     current_version,
+    git_commit,
     prune,
     publish_bundle,
     set_current,
 )
 from movierec.lifecycle.tracking import CHALLENGER, CHAMPION, Tracker
-from movierec.models.base import Recommender, TrainOptions
+from movierec.models.base import Recommender
 from movierec.models.registry import create
 from movierec.service.feedback import SAVE_VALUE, FeedbackStore
 from movierec.settings import Settings
@@ -103,8 +103,7 @@ def merge_feedback(
 
     Likes add weight (``+LIKE_BONUS`` up to 5 on a rated movie, ``LIKE_VALUE`` otherwise),
     dislikes remove the pair, ratings set the value, watches and saves add the pair when
-    missing (``WATCH_VALUE``, ``SAVE_VALUE``). The
-    pair's timestamp becomes the event's.
+    missing (``WATCH_VALUE``, ``SAVE_VALUE``). The pair's timestamp becomes the event's.
 
     Returns:
         The new table and counts: events, pairs added, updated and removed.
@@ -115,15 +114,15 @@ def merge_feedback(
     users = ratings["user_id"].to_numpy().astype(np.int64)
     movies = ratings["movie_id"].to_numpy().astype(np.int64)
     touched = {(int(e["user_id"]), int(e["movie_id"])) for e in events}
-    t_users = np.array([u for u, _ in touched], np.int64)
-    mask = np.isin(users, t_users)
-    base: dict[tuple[int, int], tuple[float, int]] = {}
-    rows = np.flatnonzero(mask)
+    candidates = np.flatnonzero(np.isin(users, np.array([u for u, _ in touched], np.int64)))
     vals, tss = ratings["rating"].to_numpy(), ratings["timestamp"].to_numpy()
-    for r in rows.tolist():
+    base: dict[tuple[int, int], tuple[float, int]] = {}
+    drop = np.zeros(users.size, bool)  # rows replaced by the feedback's final state
+    for r in candidates.tolist():
         key = (int(users[r]), int(movies[r]))
         if key in touched:
             base[key] = (float(vals[r]), int(tss[r]))
+            drop[r] = True
     state: dict[tuple[int, int], tuple[float, int] | None] = dict(base)
     for e in events:
         key = (int(e["user_id"]), int(e["movie_id"]))
@@ -140,10 +139,6 @@ def merge_feedback(
             state[key] = (WATCH_VALUE, ts)
         elif signal == "save" and cur is None:
             state[key] = (SAVE_VALUE, ts)
-    drop = np.zeros(users.size, bool)
-    for r in rows.tolist():
-        if (int(users[r]), int(movies[r])) in touched:
-            drop[r] = True
     kept = ratings.filter(pa.array(~drop))
     new = [(k, v) for k, v in state.items() if v is not None]
     for k, v in state.items():
@@ -259,7 +254,8 @@ def train_and_publish(
     data = InteractionData.from_table(tables.ratings)
     fingerprint = data.fingerprint.to_dict()
     tracker = Tracker(settings)
-    config = create(model, params.get(model)).config
+    models = {n: create(n, params.get(n)) for n in names}
+    config = models[model].config
     run_id = tracker.start_run(
         f"train-{model}",
         {
@@ -268,7 +264,7 @@ def train_and_publish(
             "model": model,
             "data_fingerprint": str(fingerprint["sha256"]),
             "config_hash": config.config_hash(),
-            "git_commit": _git_commit() or "",
+            "git_commit": git_commit() or "",
             "code_version": __version__,
         },
     )
@@ -283,19 +279,17 @@ def train_and_publish(
                 "protocol": protocol,
                 "promote_metric": metric,
                 "min_improve": min_improve,
-                "config": {
-                    n: create(n, params.get(n)).config.model_dump(mode="json") for n in names
-                },
+                "config": {n: m.config.model_dump(mode="json") for n, m in models.items()},
             },
             metrics={f"data_{k}": v for k, v in fingerprint.items() if k != "sha256"}
             | {f"feedback_{k}": v for k, v in fb_counts.items()},
         )
         catalog = Catalog.build(data.items, tables.movies, tables.tags)
-        options: TrainOptions = catalog.train_options(seed=seed)
+        options = catalog.train_options(seed=seed)
         fitted: dict[str, Recommender] = {}
         for name in names:
             step(f"fit {name}")
-            fitted[name] = create(name, params.get(name)).fit(data, options)
+            fitted[name] = models[name].fit(data, options)
         metrics: dict[str, Any] = {}
         if evaluate:
             step(f"evaluate {model}")

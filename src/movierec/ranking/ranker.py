@@ -166,8 +166,8 @@ class RankedRecommender(NeighbourMatrix, Recommender):
             size_q = np.diff(bounds)[cands.rows]
             n_pos = np.bincount(cands.rows, y, minlength=queries.size)[cands.rows]
             keep &= (pos_in_q < c.negatives) | (pos_in_q >= size_q - n_pos)
-        as_of = self._as_of(QueryContext.build(values, ts), store)
-        feats, names = self._features(store, sim, values, ts, cands, as_of, keep)
+        ctx = self._context(values, ts, store)
+        feats, names = self._features(store, sim, ctx, cands, keep)
         y, rows = y[keep], cands.rows[keep]
         self.feature_names = names
         if not y.size or y.min() == y.max():
@@ -260,19 +260,21 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         )
 
     # ---------------------------------------------------------------- features
-    def _as_of(self, ctx: QueryContext, store: FeatureStore) -> np.ndarray:
+    def _context(
+        self, values: sp.csr_matrix, ts: sp.csr_matrix | None, store: FeatureStore
+    ) -> QueryContext:
+        """The queries' histories, as of their latest event (or the data's end: temporal)."""
+        ctx = QueryContext.build(values, ts)
         if self.as_of_mode == "data_end":
-            return np.maximum(ctx.as_of, store.t_ref)
-        return ctx.as_of
+            return QueryContext(ctx.values, ctx.timestamps, np.maximum(ctx.as_of, store.t_ref))
+        return ctx
 
     def _features(
         self,
         store: FeatureStore,
         sim: sp.csr_matrix,
-        values: sp.csr_matrix,
-        ts: sp.csr_matrix | None,
+        ctx: QueryContext,
         cands: Candidates,
-        as_of: np.ndarray,
         keep: np.ndarray | None = None,
     ) -> tuple[np.ndarray, list[str]]:
         """Feature matrix (pairs × features) and the feature names, without dropped groups.
@@ -280,14 +282,12 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         ``keep`` selects the pairs to return (source features are standardised over the
         whole pool first).
         """
-        ctx = QueryContext.build(values, ts)
-        ctx = QueryContext(ctx.values, ctx.timestamps, as_of)
         sel = np.ones(cands.size, bool) if keep is None else keep
         rows, items = cands.rows[sel], cands.items[sel]
         cols: dict[str, np.ndarray] = {}
         drop = set(self.config.drop_groups)
         if "source" not in drop:
-            bounds = cands.bounds(values.shape[0])
+            bounds = cands.bounds(ctx.values.shape[0])
             for j, s in enumerate(cands.sources):
                 sc = cands.scores[:, j].astype(np.float64)
                 cols[f"{s}_score"] = sc[sel]
@@ -298,7 +298,7 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         if "user" not in drop:
             cols |= {k: v[rows] for k, v in user.items()}
         if "item" not in drop:
-            cols |= store.item_features(items, as_of[rows])
+            cols |= store.item_features(items, ctx.as_of[rows])
         if "cross" not in drop:
             cols |= cross_features(store, ctx, rows, items, taste, user, sim)
         names = list(cols)
@@ -313,8 +313,8 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         """Candidates of history rows and the ranker's score of each pair."""
         assert self.store is not None
         cands = generate(self.sources, values, timestamps, self.config.per_source)
-        as_of = self._as_of(QueryContext.build(values, timestamps), self.store)
-        feats, _ = self._features(self.store, self.similarity, values, timestamps, cands, as_of)
+        ctx = self._context(values, timestamps, self.store)
+        feats, _ = self._features(self.store, self.similarity, ctx, cands)
         if self.booster is not None:
             pred = self.booster.predict(feats, num_threads=1)
         elif self.classifier is not None:
@@ -390,8 +390,8 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         """Reasons for recommending ``items`` to one history row."""
         assert self.store is not None
         values = sp.csr_matrix(values, dtype=np.float32)
-        ctx = QueryContext.build(values, timestamps)
-        as_of = self._as_of(ctx, self.store)
+        ctx = self._context(values, timestamps, self.store)
+        as_of = ctx.as_of
         items = np.asarray(items, dtype=np.int64)
         rows = np.zeros(items.size, np.int64)
         item_f = self.store.item_features(items, as_of[rows])
