@@ -278,6 +278,17 @@ def test_batch_folder_flow(lc_settings: Settings, synth_release: Path) -> None:
     assert sched.retrain() is not None
 
 
+def test_store_tables_carry_links(lc_settings: Settings, synth_release: Path) -> None:
+    from movierec.data.ingest import ingest_release
+    from movierec.data.store import open_store
+    from movierec.lifecycle.train import load_tables
+
+    ingest_release(open_store(lc_settings), synth_release)
+    tables = load_tables("store", lc_settings)
+    assert tables.links is not None and tables.movies is not None
+    assert tables.links.num_rows == tables.movies.num_rows
+
+
 def test_store_training_needs_ingested_data(lc_settings: Settings) -> None:
     with pytest.raises(MovierecError, match="data ingest"):
         train_and_publish(lc_settings, "store", "popularity", strategies=("popularity",))

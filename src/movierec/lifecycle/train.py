@@ -76,8 +76,13 @@ def load_tables(dataset: str, settings: Settings, data_dir: Path | None = None) 
         ratings = store.read("ratings")
         if not ratings.num_rows:
             raise MovierecError("the store holds no ratings: run `movierec data ingest` first")
-        movies, tags = store.read("movies"), store.read("tags")
-        return Tables(ratings, movies if movies.num_rows else None, tags if tags.num_rows else None)
+        movies, tags, links = (store.read(n) for n in ("movies", "tags", "links"))
+        return Tables(
+            ratings,
+            movies if movies.num_rows else None,
+            tags if tags.num_rows else None,
+            links if links.num_rows else None,
+        )
     folder = resolve_dataset(dataset, settings, data_dir)
     rel = load_release(folder, chunk_bytes=settings.chunk_bytes, dedup=settings.dedup_keep)
     t = rel.tables
