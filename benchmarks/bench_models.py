@@ -44,7 +44,8 @@ def bench_als(ratings: int, factors: int, iterations: int, repeats: int) -> dict
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
-    from movierec.models import TrainOptions, create
+    from movierec.models import TrainOptions
+    from movierec.strategies import create
 
     data = _synthetic_data(ratings)
     config = {"factors": factors, "iterations": iterations}
@@ -86,7 +87,8 @@ def bench_als(ratings: int, factors: int, iterations: int, repeats: int) -> dict
 
 
 def bench_scoring(items: int, users: int, factors: int, k: int, batch: int) -> dict[str, Any]:
-    from movierec.models import TrainOptions, create
+    from movierec.models import TrainOptions
+    from movierec.strategies import create
 
     ratings = max(users * 40, items * 10)
     data = _synthetic_data(ratings, movies=items)
@@ -123,7 +125,7 @@ def bench_scoring(items: int, users: int, factors: int, k: int, batch: int) -> d
 def _ease_side(side: str, data_dir: Path) -> dict[str, Any]:
     from movierec.data.interactions import InteractionData
     from movierec.data.movielens import load_release
-    from movierec.models import create
+    from movierec.strategies import create
 
     ratings = load_release(data_dir / "ml-latest-small", kinds=("ratings",)).tables["ratings"].table
     data = InteractionData.from_table(ratings)

@@ -16,12 +16,13 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from movierec.data.feedback import merge_feedback
 from movierec.errors import MovierecError
 from movierec.lifecycle.bundle import current_version, list_versions, load_bundle
 from movierec.lifecycle.promotion import promote, rollback
 from movierec.lifecycle.scheduler import Scheduler
 from movierec.lifecycle.tracking import CHALLENGER, CHAMPION, RegistryError, Tracker
-from movierec.lifecycle.train import merge_feedback, train_and_publish
+from movierec.lifecycle.train import train_and_publish
 from movierec.models.popularity import Popularity
 from movierec.settings import Settings, parse_interval
 
@@ -184,7 +185,7 @@ import sys, time, numpy as np
 from pathlib import Path
 from movierec.data.interactions import InteractionData
 from movierec.lifecycle import bundle as b
-from movierec.models import create
+from movierec.strategies import create
 import pyarrow as pa
 root = Path(sys.argv[1])
 data = InteractionData.from_arrays(np.arange(300) % 30, np.arange(300) % 17,
@@ -281,7 +282,7 @@ def test_batch_folder_flow(lc_settings: Settings, synth_release: Path) -> None:
 def test_store_tables_carry_links(lc_settings: Settings, synth_release: Path) -> None:
     from movierec.data.ingest import ingest_release
     from movierec.data.store import open_store
-    from movierec.lifecycle.train import load_tables
+    from movierec.data.tables import load_tables
 
     ingest_release(open_store(lc_settings), synth_release)
     tables = load_tables("store", lc_settings)

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from movierec.data.catalog import Catalog
 from movierec.data.interactions import InteractionData
-from movierec.models import Recommender, TrainOptions, create
+from movierec.models import Recommender, TrainOptions
+from movierec.strategies import create, load
 
 N_USERS, N_ITEMS = 40, 30  # two taste groups: users 0-19 / items 0-14 and users 20-39 / items 15-29
 
@@ -42,7 +44,14 @@ def checkerboard(negatives: bool = False) -> tuple[InteractionData, TrainOptions
         (np.ones(N_ITEMS, np.float32), (np.arange(N_ITEMS), np.arange(N_ITEMS) // 15)),
         shape=(N_ITEMS, 2),
     )
-    return data, TrainOptions(seed=3, threads=1, item_genres=genres, item_tags=None)
+    catalog = Catalog(
+        genres,
+        ("g0", "g1"),
+        sp.csr_matrix((N_ITEMS, 0), dtype=np.float32),
+        (),
+        np.full(N_ITEMS, np.nan),
+    )
+    return data.with_side(catalog), TrainOptions(seed=3, threads=1)
 
 
 class RecommenderContract:
@@ -96,7 +105,7 @@ class RecommenderContract:
     def test_save_load_gives_equal_scores(self, tmp_path: Path) -> None:
         model, data = self.fitted()
         model.save(tmp_path / "m")
-        loaded = Recommender.load(tmp_path / "m")
+        loaded = load(tmp_path / "m")
         assert type(loaded) is type(model) and loaded.config == model.config
         np.testing.assert_allclose(
             loaded.score_users(np.arange(data.n_users)),

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from movierec.models import create
 from movierec.models.ease import spd_inverse
 from movierec.models.topk import topk
+from movierec.strategies import create
 from tests.models.contract import RecommenderContract, checkerboard
 
 

@@ -9,11 +9,13 @@ import scipy.sparse as sp
 
 from movierec.data.interactions import InteractionData
 from movierec.evaluation.runner import ablation_variants
-from movierec.models import Recommender, TrainOptions, create
+from movierec.models import TrainOptions
 from movierec.ranking.candidates import candidate_recall, generate
 from movierec.ranking.diversity import mmr
 from movierec.ranking.features import DAY, FeatureStore, QueryContext
-from movierec.ranking.ranker import RankedRecommender, _label_split
+from movierec.ranking.labels import label_split
+from movierec.ranking.ranker import RankedRecommender
+from movierec.strategies import create, load
 from tests.models.contract import RecommenderContract, checkerboard
 
 SMALL: dict[str, Any] = {
@@ -97,8 +99,8 @@ def test_item_window_counts_and_rating_mean_by_hand() -> None:
 
 
 def test_store_save_load_roundtrip(tmp_path: Path) -> None:
-    data, options = checkerboard()
-    store = FeatureStore.build(data, options.item_genres, None, ("a", "b"))
+    data, _ = checkerboard()
+    store = FeatureStore.build(data, data.catalog.genres, None, ("a", "b"))
     store.save(tmp_path / "fs")
     loaded = FeatureStore.load(tmp_path / "fs")
     items = np.arange(data.n_items)
@@ -112,7 +114,7 @@ def test_store_save_load_roundtrip(tmp_path: Path) -> None:
 def test_training_queries_only_see_their_past() -> None:
     """Under ``last`` every training query's history precedes its label in time."""
     data = _events()
-    pre, values, times, labels = _label_split(data, "last", 3, seed=0)
+    pre, values, times, labels = label_split(data, "last", 3, seed=0)
     ts_of = {
         (int(u), int(i)): int(t)
         for u, i, t in zip(*data.matrix.nonzero(), data.timestamps, strict=True)
@@ -252,5 +254,5 @@ def test_ranked_loads_through_the_generic_loader(tmp_path: Path) -> None:
     model.save(tmp_path / "r")
     assert (tmp_path / "r" / "features" / "item_log.parquet").is_file()
     assert (tmp_path / "r" / "ranker.txt").read_text().startswith("tree")
-    loaded = Recommender.load(tmp_path / "r")
+    loaded = load(tmp_path / "r")
     np.testing.assert_allclose(loaded.score_users(np.arange(5)), model.score_users(np.arange(5)))

@@ -62,7 +62,7 @@ def test_acknowledged_feedback_survives_kill_9(server: Server, home: Path) -> No
             assert r.status_code == 201
             acked.append(r.json()["id"])
     server.kill9()
-    from movierec.service.feedback import FeedbackStore
+    from movierec.data.feedback import FeedbackStore
 
     store = FeedbackStore.for_settings(home, None)
     stored = {int(e["id"]) for e in store.since(0)}  # type: ignore[call-overload]

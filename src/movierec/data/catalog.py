@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
 from movierec.data.vocab import Vocabulary
-
-if TYPE_CHECKING:
-    from movierec.models.base import TrainOptions
 
 
 @dataclass(frozen=True)
@@ -43,18 +40,6 @@ class Catalog:
             ok = idx >= 0
             years[idx[ok]] = y[ok]
         return cls(genres, genre_names, tag_m, tag_names, years)
-
-    def train_options(self, **kwargs: Any) -> TrainOptions:
-        """``TrainOptions`` carrying this catalog's side information (plus ``kwargs``)."""
-        from movierec.models.base import TrainOptions
-
-        return TrainOptions(
-            item_genres=self.genres,
-            item_tags=self.tags,
-            item_years=self.years,
-            genre_names=self.genre_names,
-            **kwargs,
-        )
 
 
 def _multi_hot(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,15 +11,93 @@ from typing import Any, Literal
 
 from movierec.data.events import parse_event_file, slug_index
 from movierec.data.interactions import InteractionData
-from movierec.data.movielens import detect_layout
+from movierec.data.movielens import LAYOUT_FILES, detect_layout, resolve_dataset
 from movierec.data.schema import CSV_FORMATS, CSV_RATINGS, FileFormat
-from movierec.data.store import IngestCounts, Store
+from movierec.data.store import IngestCounts, Store, open_store
 from movierec.data.validate import DedupKeep, ValidationReport, validate_file
 from movierec.hashing import file_digest
+from movierec.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 FileKind = Literal["ratings", "movies", "links", "tags", "events"]
+FILE_KINDS: tuple[FileKind, ...] = ("ratings", "movies", "links", "tags", "events")
+ProgressFn = Callable[[int], None]
+
+
+def file_format(kind: str, layout: str) -> FileFormat:
+    """The raw format of a ``kind`` file in a release layout (``csv``, ``dat``, ``ml-100k``).
+
+    Raises:
+        ValueError: Unknown layout, or a layout without such a file.
+    """
+    if layout not in LAYOUT_FILES:
+        raise ValueError(f"unknown format {layout!r}; use csv, dat or ml-100k")
+    for _, fmt, _ in LAYOUT_FILES[layout]:
+        if fmt.kind == kind:
+            return fmt
+    raise ValueError(f"format {layout} has no {kind} file")
+
+
+def _file_kind(kind: str | None) -> FileKind:
+    for k in FILE_KINDS:
+        if k == kind:
+            return k
+    raise ValueError(f"--kind must be one of {', '.join(FILE_KINDS)}, not {kind!r}")
+
+
+def validate_any(
+    path: Path, kind: str, layout: str, settings: Settings, progress: ProgressFn | None = None
+) -> ValidationReport:
+    """Validate one file of any kind (event logs included) without storing it."""
+    k = _file_kind(kind)
+    if k == "events":
+        rep = parse_event_file(path, dedup=settings.dedup_keep).report
+        if progress is not None:
+            progress(path.stat().st_size)
+        return rep
+    return validate_file(
+        path,
+        file_format(k, layout),
+        chunk_bytes=settings.chunk_bytes,
+        dedup=settings.dedup_keep,
+        progress=progress,
+    ).report
+
+
+def ingest_source(
+    source: str,
+    settings: Settings,
+    *,
+    kind: str | None = None,
+    layout: str = "csv",
+    data_dir: Path | None = None,
+    max_reject_rate: float | None = None,
+    force: bool = False,
+) -> IngestSummary:
+    """Ingest one file (with its ``kind``) or a release (name or folder) into the store."""
+    store = open_store(settings)
+    path = Path(source)
+    if path.is_file():
+        k = _file_kind(kind)
+        return ingest_file(
+            store,
+            path,
+            k,
+            fmt=None if k == "events" else file_format(k, layout),
+            dedup=settings.dedup_keep,
+            chunk_bytes=settings.chunk_bytes,
+            max_reject_rate=max_reject_rate,
+            force=force,
+        )
+    return ingest_release(
+        store,
+        resolve_dataset(source, settings, data_dir),
+        dedup=settings.dedup_keep,
+        chunk_bytes=settings.chunk_bytes,
+        max_reject_rate=max_reject_rate,
+        force=force,
+    )
 
 
 @dataclass

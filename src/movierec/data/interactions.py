@@ -1,7 +1,8 @@
-"""The frozen model input: user×item CSR values, timestamps, vocabularies, fingerprint."""
+"""The frozen model input: user×item CSR values, timestamps, vocabularies, side data, sha256."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
+from movierec.data.catalog import Catalog
 from movierec.data.keys import pair_codes, strictly_increasing_pairs
 from movierec.data.vocab import Vocabulary
 from movierec.errors import InvalidDataError
@@ -45,6 +47,8 @@ class InteractionData:
         users: Vocabulary of raw user ids (row ``u`` is ``users.ids[u]``).
         items: Vocabulary of raw movie ids (column ``i`` is ``items.ids[i]``).
         fingerprint: sha256 over the arrays, with row/user/item counts.
+        catalog: Side data aligned with ``items`` (genres, tags, years), when known. It
+            travels with the interactions, so every model that needs it finds it here.
     """
 
     matrix: sp.csr_matrix
@@ -52,6 +56,19 @@ class InteractionData:
     users: Vocabulary
     items: Vocabulary
     fingerprint: Fingerprint
+    catalog: Catalog | None = None
+
+    def with_catalog(
+        self, movies: pa.Table | None, tags: pa.Table | None = None
+    ) -> InteractionData:
+        """The same interactions with side data from movie and tag tables (aligned here)."""
+        return self.with_side(Catalog.build(self.items, movies, tags))
+
+    def with_side(self, catalog: Catalog | None) -> InteractionData:
+        """The same interactions carrying ``catalog`` (already aligned with :attr:`items`)."""
+        if catalog is not None and catalog.genres.shape[0] != self.n_items:
+            raise ValueError("the catalog is not aligned with the item vocabulary")
+        return dataclasses.replace(self, catalog=catalog)
 
     @property
     def n_users(self) -> int:

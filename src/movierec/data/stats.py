@@ -8,6 +8,30 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from movierec.data.tables import Tables
+
+#: The statistics a summary table shows, in order.
+STAT_ROWS = (
+    "ratings",
+    "users",
+    "movies",
+    "rated_movies",
+    "tags",
+    "density",
+    "rating_mean",
+    "top10pct_movies_share",
+)
+
+
+def describe(tables: Tables, dataset: str) -> dict[str, Any]:
+    """:func:`dataset_stats` of loaded tables, with the dataset's name, path and layout."""
+    return {
+        "dataset": dataset,
+        "path": tables.origin,
+        "layout": tables.layout,
+        **dataset_stats(tables.ratings, tables.movies, tables.tags),
+    }
+
 
 def dataset_stats(
     ratings: pa.Table, movies: pa.Table | None, tags: pa.Table | None

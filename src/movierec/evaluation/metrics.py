@@ -148,3 +148,12 @@ def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
 def mae(predicted: np.ndarray, actual: np.ndarray) -> float:
     """Mean absolute error."""
     return float(np.mean(np.abs(np.asarray(predicted, np.float64) - actual)))
+
+
+#: Metrics where a smaller value is better (every other metric: larger is better).
+LOWER_IS_BETTER = ("rmse", "mae")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether smaller values of ``metric`` (``rmse``, ``ndcg@10``, ...) are better."""
+    return metric.split("@")[0] in LOWER_IS_BETTER

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,20 +12,23 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from movierec.data.catalog import Catalog
-from movierec.evaluation import metrics
-from movierec.evaluation.splits import (
+from movierec.data.splits import (
     DESCRIPTIONS,
+    PROTOCOLS,
     Protocol,
     Split,
     Stage,
     kfold_rating,
     make_split,
 )
+from movierec.data.tables import Tables
+from movierec.evaluation import metrics
 from movierec.models.base import Recommender, TrainOptions
 from movierec.models.mf import BiasedMF
-from movierec.models.registry import create
+from movierec.ranking.config import LabelSplit, RankedConfig
 from movierec.ranking.features import FEATURE_GROUPS
-from movierec.ranking.ranker import RankedConfig, RankedRecommender
+from movierec.ranking.ranker import RankedRecommender
+from movierec.strategies import STRATEGIES, create
 from movierec.types import RecBatch
 
 logger = logging.getLogger(__name__)
@@ -36,14 +38,22 @@ FUTURE_TARGET_PROTOCOLS = ("leave-last-out", "temporal")
 ProgressFn = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Tables:
-    """The canonical tables an evaluation reads."""
+#: The ranker's label split that matches each ranking protocol (how its labels are held out).
+LABEL_SPLITS: dict[str, LabelSplit] = {
+    "leave-last-out": "last",
+    "temporal": "temporal",
+    "stratified": "random",
+    "strong-generalization": "random",
+}
 
-    ratings: pa.Table
-    movies: pa.Table | None = None
-    tags: pa.Table | None = None
-    links: pa.Table | None = None
+
+def protocol_params(
+    name: str, params: dict[str, Any] | None, protocol: Protocol
+) -> dict[str, Any] | None:
+    """A model's config overrides for a protocol: ``ranked`` holds labels out like it."""
+    if not issubclass(STRATEGIES.get(name, Recommender), RankedRecommender):
+        return params
+    return {"label_split": LABEL_SPLITS.get(protocol, "last"), **(params or {})}
 
 
 def recommend_split(model: Recommender, split: Split, k: int, batch: int = 1024) -> RecBatch:
@@ -112,6 +122,35 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def default_models(protocol: str) -> list[str]:
+    """What ``movierec evaluate`` compares when no model is named.
+
+    ``mf`` for rating prediction (``kfold-rating``), every strategy otherwise.
+    """
+    return ["mf"] if protocol == "kfold-rating" else list(STRATEGIES)
+
+
+def check_request(protocol: str, models: list[str]) -> Protocol:
+    """Validate a protocol and model names before any data is read.
+
+    Raises:
+        ValueError: Unknown protocol or model (the message lists the known ones).
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; use {', '.join(PROTOCOLS)}")
+    unknown = [m for m in models if m not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(STRATEGIES)}")
+    return protocol
+
+
+def evaluation_steps(protocol: str, models: list[str], seeds: int, ablation: bool) -> int:
+    """How many fits :func:`run_evaluation` will report through ``progress``."""
+    entries = len(set(models) | ({"ranked"} if ablation else set()))
+    entries += len(ablation_variants()) if ablation else 0
+    return entries * seeds * (5 if protocol == "kfold-rating" else 1)
+
+
 def run_evaluation(
     tables: Tables,
     protocol: Protocol,
@@ -123,12 +162,13 @@ def run_evaluation(
     relevance: float | None = None,
     dataset: str = "",
     progress: ProgressFn | None = None,
-    variants: dict[str, tuple[str, dict[str, Any] | None]] | None = None,
+    ablation: bool = False,
 ) -> dict[str, Any]:
     """Evaluate models on a protocol over ``seeds`` seeds (0, 1, ...).
 
-    ``variants`` adds configured models under their own labels (``label -> (model,
-    params)``), e.g. the ablations of :func:`ablation_variants`.
+    ``ablation`` adds ``ranked`` with each candidate source and each feature group removed
+    (:func:`ablation_variants`). When ``ranked`` is compared with other models, the result
+    carries its paired ``comparison`` with each of them.
 
     Returns:
         ``{"dataset", "protocol", "protocol_description", "k", "seeds", "stage",
@@ -137,8 +177,9 @@ def run_evaluation(
     params = params or {}
     if protocol == "kfold-rating":
         return _run_kfold(tables, seeds, params, dataset, progress, stage)
+    models = list(dict.fromkeys([*models, *(["ranked"] if ablation else [])]))
     entries: dict[str, tuple[str, dict[str, Any] | None]] = {m: (m, params.get(m)) for m in models}
-    entries |= variants or {}
+    entries |= ablation_variants(params.get("ranked")) if ablation else {}
     per_model: dict[str, list[dict[str, Any]]] = {m: [] for m in entries}
     reports: dict[str, dict[str, Any]] = {}
     skipped: list[dict[str, int]] = []
@@ -146,14 +187,13 @@ def run_evaluation(
         split = make_split(protocol, tables.ratings, seed, stage)
         skipped.append(split.skipped)
         catalog = Catalog.build(split.train.items, tables.movies, tables.tags)
-        options = catalog.train_options(
-            seed=seed, future_targets=protocol in FUTURE_TARGET_PROTOCOLS, protocol=protocol
-        )
+        train = split.train.with_side(catalog)
+        options = TrainOptions(seed=seed, future_targets=protocol in FUTURE_TARGET_PROTOCOLS)
         for label, (name, model_params) in entries.items():
             if progress is not None:
                 progress(f"{label} seed {seed}")
             t0 = time.perf_counter()
-            model = create(name, model_params).fit(split.train, options)
+            model = create(name, protocol_params(name, model_params, protocol)).fit(train, options)
             fit_s = time.perf_counter() - t0
             res = evaluate_split(model, split, ks, catalog, relevance)
             res["fit_seconds"] = fit_s
@@ -171,7 +211,7 @@ def run_evaluation(
                 seed,
                 {k: round(v, 4) for k, v in res.items() if k.startswith(("recall@", "ndcg@"))},
             )
-    return {
+    result: dict[str, Any] = {
         "dataset": dataset,
         "protocol": protocol,
         "protocol_description": DESCRIPTIONS[protocol],
@@ -192,6 +232,9 @@ def run_evaluation(
         },
         "reports": reports,
     }
+    if "ranked" in result["models"] and len(result["models"]) > 1:
+        result["comparison"] = comparison(result, "ranked")
+    return result
 
 
 #: Metrics kept per seed so that differences between models can be paired by seed.
@@ -306,42 +349,3 @@ def _run_kfold(
         "seeds": seeds,
         "models": {"mf": _aggregate(runs)},
     }
-
-
-def plot_results(
-    result: dict[str, Any], path: Any, metric_names: tuple[str, ...] = ("recall", "ndcg")
-) -> None:
-    """Bar chart of metrics per model and k, with standard-error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = list(result["models"])
-    if result["protocol"] == "kfold-rating":
-        names = ["rmse", "mae"]
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
-        for ax, name in zip(axes, names, strict=True):
-            vals = [result["models"][m][name] for m in models]
-            errs = [result["models"][m].get(f"{name}_se", 0.0) for m in models]
-            ax.bar(models, vals, yerr=errs, color="#3b6fb6", capsize=4)
-            ax.set_title(name.upper())
-    else:
-        ks = result["k"]
-        fig, axes = plt.subplots(1, len(metric_names), figsize=(6 * len(metric_names), 4))
-        axes = np.atleast_1d(axes)
-        width = 0.8 / max(len(models), 1)
-        for ax, metric in zip(axes, metric_names, strict=True):
-            for j, m in enumerate(models):
-                vals = [result["models"][m].get(f"{metric}@{k}", 0.0) for k in ks]
-                errs = [result["models"][m].get(f"{metric}@{k}_se", 0.0) for k in ks]
-                ax.bar(np.arange(len(ks)) + j * width, vals, width, yerr=errs, label=m, capsize=3)
-            ax.set_xticks(np.arange(len(ks)) + width * (len(models) - 1) / 2, [f"@{k}" for k in ks])
-            ax.set_title(metric)
-        axes[0].legend(fontsize=8)
-    fig.suptitle(
-        f"{result.get('dataset', '')} · {result['protocol']} · {result.get('seeds', 1)} seed(s)"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from movierec.evaluation.runner import Tables, run_evaluation
-from movierec.evaluation.splits import Protocol
+from movierec.data.splits import Protocol
+from movierec.data.tables import Tables
+from movierec.evaluation.metrics import lower_is_better
+from movierec.evaluation.runner import run_evaluation
 
 #: Each model's search space: name -> list of values to draw from.
 SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
@@ -49,8 +51,6 @@ SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
         "bias_regularization": [1.0, 5.0, 15.0],
     },
 }
-
-LOWER_IS_BETTER = ("rmse", "mae")
 
 
 def random_search(
@@ -97,7 +97,7 @@ def random_search(
         out.append({"params": params, "value": value})
         if on_trial is not None:
             on_trial(t, params, value)
-    lower = metric.split("@")[0] in LOWER_IS_BETTER
+    lower = lower_is_better(metric)
     best = min(out, key=lambda x: x["value"]) if lower else max(out, key=lambda x: x["value"])
     return {
         "model": model,

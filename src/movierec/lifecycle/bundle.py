@@ -28,6 +28,7 @@ from movierec.data.vocab import Vocabulary
 from movierec.errors import MovierecError
 from movierec.hashing import file_digest
 from movierec.models.base import Recommender
+from movierec.strategies import load
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ def load_bundle(root: Path, version: str | None = None) -> Bundle:
     try:
         with np.load(path / "vocab.npz", allow_pickle=False) as v:
             users, items = Vocabulary(v["user_ids"]), Vocabulary(v["item_ids"])
-        models = {n: Recommender.load(path / "models" / n) for n in manifest["strategies"]}
+        models = {n: load(path / "models" / n) for n in manifest["strategies"]}
         movies = pq.read_table(path / "movies.parquet")
     except Exception as e:  # a bundle that verifies but does not load is refused too
         raise BundleError(f"bundle {version}: cannot load: {e}") from e

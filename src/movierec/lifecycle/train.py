@@ -17,30 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import httpx
-import numpy as np
 import pyarrow as pa
 
 from movierec import __version__
-from movierec.data.catalog import Catalog
+from movierec.data.feedback import FeedbackStore, merge_feedback
 from movierec.data.interactions import InteractionData
-from movierec.data.movielens import load_release, resolve_dataset
-from movierec.data.store import open_store
-from movierec.errors import MovierecError
-from movierec.evaluation.runner import Tables, plot_results, run_evaluation
-from movierec.evaluation.splits import PROTOCOLS, Protocol
-from movierec.lifecycle.bundle import (
-    current_version,
-    git_commit,
-    prune,
-    publish_bundle,
-    set_current,
-)
-from movierec.lifecycle.tracking import CHALLENGER, CHAMPION, Tracker
-from movierec.models.base import Recommender
-from movierec.models.registry import create
-from movierec.service.feedback import SAVE_VALUE, FeedbackStore
+from movierec.data.splits import PROTOCOLS, Protocol
+from movierec.data.tables import Tables, load_tables
+from movierec.evaluation.plots import plot_results
+from movierec.evaluation.runner import run_evaluation
+from movierec.lifecycle.bundle import git_commit, publish_bundle
+from movierec.lifecycle.promotion import Challenger, PromotionRule, crown, decide
+from movierec.lifecycle.tracking import CHALLENGER, Tracker
+from movierec.models.base import Recommender, TrainOptions
 from movierec.settings import Settings
+from movierec.strategies import STRATEGIES, create
 
 logger = logging.getLogger(__name__)
 
@@ -65,106 +56,6 @@ class TrainResult:
     feedback: dict[str, int] = field(default_factory=dict)
 
 
-def load_tables(dataset: str, settings: Settings, data_dir: Path | None = None) -> Tables:
-    """Validated ratings, movies and tags: of a release (name or folder), or of the store.
-
-    ``dataset="store"`` reads the ingested tables (``movierec data ingest``, the batch folder
-    flow), so scheduled retraining sees every batch that landed.
-    """
-    if dataset == "store":
-        store = open_store(settings)
-        ratings = store.read("ratings")
-        if not ratings.num_rows:
-            raise MovierecError("the store holds no ratings: run `movierec data ingest` first")
-        movies, tags, links = (store.read(n) for n in ("movies", "tags", "links"))
-        return Tables(
-            ratings,
-            movies if movies.num_rows else None,
-            tags if tags.num_rows else None,
-            links if links.num_rows else None,
-        )
-    folder = resolve_dataset(dataset, settings, data_dir)
-    rel = load_release(folder, chunk_bytes=settings.chunk_bytes, dedup=settings.dedup_keep)
-    t = rel.tables
-    return Tables(
-        t["ratings"].table,
-        t["movies"].table if "movies" in t else None,
-        t["tags"].table if "tags" in t else None,
-        t["links"].table if "links" in t else None,
-    )
-
-
-#: Value of a liked movie the user had not rated; a like on a rated movie adds LIKE_BONUS.
-LIKE_VALUE = 5.0
-LIKE_BONUS = 1.0
-#: Value of a watched movie the user had not rated.
-WATCH_VALUE = 3.0
-
-
-def merge_feedback(
-    ratings: pa.Table, events: list[dict[str, Any]]
-) -> tuple[pa.Table, dict[str, int]]:
-    """Apply feedback events (in arrival order) to the ratings table.
-
-    Likes add weight (``+LIKE_BONUS`` up to 5 on a rated movie, ``LIKE_VALUE`` otherwise),
-    dislikes remove the pair, ratings set the value, watches and saves add the pair when
-    missing (``WATCH_VALUE``, ``SAVE_VALUE``). The pair's timestamp becomes the event's.
-
-    Returns:
-        The new table and counts: events, pairs added, updated and removed.
-    """
-    counts = {"events": len(events), "added": 0, "updated": 0, "removed": 0}
-    if not events:
-        return ratings, counts
-    users = ratings["user_id"].to_numpy().astype(np.int64)
-    movies = ratings["movie_id"].to_numpy().astype(np.int64)
-    touched = {(int(e["user_id"]), int(e["movie_id"])) for e in events}
-    candidates = np.flatnonzero(np.isin(users, np.array([u for u, _ in touched], np.int64)))
-    vals, tss = ratings["rating"].to_numpy(), ratings["timestamp"].to_numpy()
-    base: dict[tuple[int, int], tuple[float, int]] = {}
-    drop = np.zeros(users.size, bool)  # rows replaced by the feedback's final state
-    for r in candidates.tolist():
-        key = (int(users[r]), int(movies[r]))
-        if key in touched:
-            base[key] = (float(vals[r]), int(tss[r]))
-            drop[r] = True
-    state: dict[tuple[int, int], tuple[float, int] | None] = dict(base)
-    for e in events:
-        key = (int(e["user_id"]), int(e["movie_id"]))
-        cur = state.get(key)
-        ts = int(float(e.get("timestamp") or e.get("received") or 0))
-        signal, value = str(e["signal"]), e.get("value")
-        if signal == "dislike":
-            state[key] = None
-        elif signal == "like":
-            state[key] = (min(5.0, cur[0] + LIKE_BONUS) if cur else LIKE_VALUE, ts)
-        elif signal == "rating" and value is not None:
-            state[key] = (float(value), ts)
-        elif signal == "watch" and cur is None:
-            state[key] = (WATCH_VALUE, ts)
-        elif signal == "save" and cur is None:
-            state[key] = (SAVE_VALUE, ts)
-    kept = ratings.filter(pa.array(~drop))
-    new = [(k, v) for k, v in state.items() if v is not None]
-    for k, v in state.items():
-        if k in base and v is None:
-            counts["removed"] += 1
-        elif k in base and v is not None and v != base[k]:
-            counts["updated"] += 1
-        elif k not in base and v is not None:
-            counts["added"] += 1
-    schema = ratings.schema
-    extra = pa.table(
-        {
-            "user_id": pa.array([k[0] for k, _ in new], schema.field("user_id").type),
-            "movie_id": pa.array([k[1] for k, _ in new], schema.field("movie_id").type),
-            "rating": pa.array([v[0] for _, v in new], schema.field("rating").type),
-            "timestamp": pa.array([v[1] for _, v in new], schema.field("timestamp").type),
-        }
-    ).select(schema.names)
-    return pa.concat_tables([kept, extra.cast(schema)]), counts
-
-
 def _catalog_table(movies: pa.Table | None, links: pa.Table | None = None) -> pa.Table:
     """Movies of the bundle (title, year, genres, and TMDB id when links are known)."""
     if movies is not None and links is not None and "tmdb_id" in links.column_names:
@@ -183,15 +74,9 @@ def _catalog_table(movies: pa.Table | None, links: pa.Table | None = None) -> pa
     return movies
 
 
-LOWER_IS_BETTER = ("rmse", "mae")
-
-
-def _better(metric: str, challenger: float, champion: float, min_improve: float) -> bool:
-    """Whether the challenger beats the champion by at least ``min_improve`` (ties pass at 0)."""
-    eps = 1e-12
-    if metric.split("@")[0] in LOWER_IS_BETTER:
-        return challenger <= champion - min_improve + eps
-    return challenger >= champion + min_improve - eps
+def train_steps(strategies: tuple[str, ...], model: str, evaluate: bool = True) -> int:
+    """How many steps :func:`train_and_publish` reports through ``progress``."""
+    return len(set((*strategies, model))) + 3 + int(evaluate)
 
 
 def train_and_publish(
@@ -235,12 +120,14 @@ def train_and_publish(
     """
     t0 = time.perf_counter()
     params = params or {}
-    protocol = protocol or settings.train_protocol
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; use {', '.join(PROTOCOLS)}")
-    metric = metric or settings.promote_metric
-    min_improve = settings.min_improve if min_improve is None else min_improve
+    rule = PromotionRule.from_settings(settings, metric, min_improve, protocol)
+    if rule.protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {rule.protocol!r}; use {', '.join(PROTOCOLS)}")
+    protocol, metric = rule.protocol, rule.metric
     names = tuple(dict.fromkeys((*strategies, model)))
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(STRATEGIES)}")
 
     def step(label: str) -> None:
         logger.info("train: %s", label)
@@ -255,7 +142,7 @@ def train_and_publish(
             ratings, fb_counts = merge_feedback(tables.ratings, fb.since(0.0))
         finally:
             fb.close()
-        tables = Tables(ratings, tables.movies, tables.tags, tables.links)
+        tables = tables.with_ratings(ratings)
     data = InteractionData.from_table(tables.ratings)
     fingerprint = data.fingerprint.to_dict()
     tracker = Tracker(settings)
@@ -283,14 +170,14 @@ def train_and_publish(
                 "seed": seed,
                 "protocol": protocol,
                 "promote_metric": metric,
-                "min_improve": min_improve,
+                "min_improve": rule.min_improve,
                 "config": {n: m.config.model_dump(mode="json") for n, m in models.items()},
             },
             metrics={f"data_{k}": v for k, v in fingerprint.items() if k != "sha256"}
             | {f"feedback_{k}": v for k, v in fb_counts.items()},
         )
-        catalog = Catalog.build(data.items, tables.movies, tables.tags)
-        options = catalog.train_options(seed=seed)
+        data = data.with_catalog(tables.movies, tables.tags)
+        options = TrainOptions(seed=seed)
         fitted: dict[str, Recommender] = {}
         for name in names:
             step(f"fit {name}")
@@ -335,41 +222,33 @@ def train_and_publish(
             },
         )
         tracker.set_alias(CHALLENGER, reg)
-        decision = _decide(
-            tracker,
-            settings,
-            tables,
-            reg,
-            model,
-            params,
-            config.config_hash(),
-            protocol,
-            metric,
-            value,
-            min_improve,
-            str(fingerprint["sha256"]),
-            dataset,
-        )
+        challenger = Challenger(reg, model, config.config_hash(), value, str(fingerprint["sha256"]))
+
+        def evaluate_champion(champ_model: str, champ_params: dict[str, Any]) -> float:
+            result = _evaluate_model(
+                tables, protocol, champ_model, {champ_model: champ_params}, dataset
+            )
+            return float(result["models"][champ_model][metric])
+
+        decided = decide(tracker, rule, challenger, evaluate_champion)
+        decision = decided.to_dict()
         tracker.log(
             run_id,
             tags={
-                "promotion.decision": "promoted" if decision["promoted"] else "kept champion",
-                "promotion.reason": decision["reason"],
+                "promotion.decision": "promoted" if decided.promoted else "kept champion",
+                "promotion.reason": decided.reason,
                 "registered_version": reg,
                 "bundle_version": version,
             },
             metrics={
-                k: v for k, v in decision.items() if k in ("challenger_value", "champion_value")
+                k: v
+                for k, v in decision.items()
+                if k in ("challenger_value", "champion_value") and v is not None
             },
         )
-        if decision["promoted"]:
+        if decided.promoted:
             step("promote")
-            previous = current_version(settings.bundles_dir)
-            set_current(settings.bundles_dir, version)
-            tracker.crown(reg)
-            keep = {version} | ({previous} if previous else set())
-            prune(settings.bundles_dir, settings.bundle_retention, keep=keep)
-            notify_service(settings)
+            crown(settings, tracker, reg, verify=False)
         ok = True
     finally:
         tracker.end_run(run_id, ok)
@@ -420,73 +299,3 @@ def _evaluate(
             plot_results(result, plot)
             tracker.log_artifact(run_id, plot, "evaluation")
     return metrics
-
-
-def _decide(
-    tracker: Tracker,
-    settings: Settings,
-    tables: Tables,
-    challenger: str,
-    model: str,
-    params: dict[str, dict[str, Any]],
-    config_hash: str,
-    protocol: str,
-    metric: str,
-    value: float | None,
-    min_improve: float,
-    fingerprint: str,
-    dataset: str,
-) -> dict[str, Any]:
-    """The promotion rule: same protocol, same data, ``metric`` better by ``min_improve``."""
-    champion = tracker.alias_version(CHAMPION)
-    out: dict[str, Any] = {
-        "metric": metric,
-        "protocol": protocol,
-        "min_improve": min_improve,
-        "challenger": challenger,
-        "champion": champion,
-        "challenger_value": value,
-    }
-    if champion is None:
-        return out | {"promoted": True, "reason": "first model: no champion yet"}
-    if value is None:
-        return out | {"promoted": True, "reason": "not evaluated: promoted by request"}
-    tags = tracker.version_tags(champion)
-    if (
-        tags.get("protocol") == protocol
-        and tags.get("data_fingerprint") == fingerprint
-        and tags.get("metric_value")
-        and tags.get("metric") == metric
-    ):
-        champ = float(tags["metric_value"])
-        how = "champion's own evaluation (same protocol and data)"
-    elif tags.get("config_hash") == config_hash and tags.get("model") == model:
-        champ = float(value)
-        how = "same configuration as the champion: equal on the same data (a refresh)"
-    else:
-        champ_model = tags.get("model", model)
-        champ_params = {champ_model: json.loads(tags.get("params_json", "{}"))}
-        result = _evaluate_model(tables, protocol, champ_model, champ_params, dataset)
-        champ = float(result["models"][champ_model][metric])
-        how = "champion's configuration re-evaluated on this data and protocol"
-    better = _better(metric, float(value), champ, min_improve)
-    reason = (
-        f"{metric} {float(value):.4f} vs champion v{champion} {champ:.4f} "
-        f"({how}); min_improve {min_improve}: {'promoted' if better else 'kept champion'}"
-    )
-    return out | {"promoted": better, "reason": reason, "champion_value": champ}
-
-
-def notify_service(settings: Settings) -> bool:
-    """Ask a running service to reload now (it also polls CURRENT); False when unreachable."""
-    if not settings.service_url:
-        return False
-    headers = {"Authorization": f"Bearer {settings.admin_token}"} if settings.admin_token else {}
-    try:
-        r = httpx.post(
-            f"{settings.service_url.rstrip('/')}/admin/reload-model", headers=headers, timeout=60
-        )
-        return r.status_code < 300
-    except httpx.HTTPError as e:
-        logger.warning("service at %s not told about the new model: %s", settings.service_url, e)
-        return False

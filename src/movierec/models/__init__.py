@@ -1,6 +1,8 @@
-"""Recommendation models behind one interface (see :mod:`movierec.models.base`)."""
+"""Single-stage recommendation models behind one interface (:mod:`movierec.models.base`).
+
+Names map to classes in :mod:`movierec.strategies`, one level up (with ``ranked``).
+"""
 
 from movierec.models.base import ModelConfig, Recommender, TrainOptions
-from movierec.models.registry import MODELS, create
 
-__all__ = ["MODELS", "ModelConfig", "Recommender", "TrainOptions", "create"]
+__all__ = ["ModelConfig", "Recommender", "TrainOptions"]

@@ -10,7 +10,9 @@ model never saw, or whose history changed since training, are scored from their 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,33 +61,22 @@ class ModelConfig(BaseModel):
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """How to train, as opposed to what to train (the config).
+    """How to train, as opposed to what to train (the config); side data is in the data.
 
     Attributes:
         seed: Random seed; the same seed gives the same model.
         threads: Worker threads (0 = all cores).
-        item_genres: Optional CSR (items × genres) aligned with the item vocabulary.
-        item_tags: Optional CSR (items × tags) aligned with the item vocabulary.
-        item_years: Optional release year per item (float, NaN when unknown).
-        genre_names: Names of the columns of ``item_genres``.
         use_gpu: Use a CUDA implementation when one is available.
         future_targets: Whether the items to predict come after the user's history in time
             (true in serving, leave-last-out and temporal evaluation). Recency weighting is
             applied only then: under random hold-out protocols the "most recent" history item
             says nothing about the held-out ones.
-        protocol: The evaluation protocol the model will be judged on, when known (the
-            ranker shapes its training labels like it); ``None`` in serving (next items).
     """
 
     seed: int = 42
     threads: int = 0
-    item_genres: sp.csr_matrix | None = None
-    item_tags: sp.csr_matrix | None = None
-    item_years: np.ndarray | None = None
-    genre_names: tuple[str, ...] = ()
     use_gpu: bool = False
     future_targets: bool = True
-    protocol: str | None = None
 
 
 def recency_weights(timestamps: sp.csr_matrix, half_life: float) -> np.ndarray:
@@ -109,13 +100,36 @@ def recency_weights(timestamps: sp.csr_matrix, half_life: float) -> np.ndarray:
     return np.power(0.5, rank / half_life).astype(np.float32)
 
 
+def read_meta(folder: Path) -> dict[str, Any]:
+    """The ``model.json`` of a saved model (its name, config and shape)."""
+    meta: dict[str, Any] = json.loads((folder / "model.json").read_text())
+    return meta
+
+
 class Recommender(ABC):
-    """Base of every model: fit, score, recommend, similar items, fold-in, save and load."""
+    """Base of every model: fit, score, recommend, similar items, fold-in, save and restore.
+
+    A subclass declares its ``name`` and annotates ``config`` with its config class; that
+    annotation is the one place the config class is named (``config_class`` is derived).
+    """
 
     name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     #: Interaction value of a "liked" item in :meth:`fold_in` (5 stars for rating models).
     liked_value: ClassVar[float] = 1.0
+
+    config: ModelConfig
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        hint = inspect.get_annotations(cls).get("config")
+        if hint is None:
+            return
+        if isinstance(hint, str):  # postponed annotations: resolve in the class's module
+            hint = eval(hint, vars(sys.modules[cls.__module__]), dict(vars(cls)))
+        if not (isinstance(hint, type) and issubclass(hint, ModelConfig)):
+            raise TypeError(f"{cls.__name__}.config must be annotated with a ModelConfig class")
+        cls.config_class = hint
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         self.config = config or self.config_class()
@@ -339,32 +353,28 @@ class Recommender(ABC):
     def _load_extra(self, folder: Path) -> None:  # noqa: B027 (optional hook)
         """Read what :meth:`_save_extra` wrote."""
 
-    @classmethod
-    def load(cls, folder: Path) -> Recommender:
-        """Load a model saved by :meth:`save` (any registered model; no pickle)."""
-        from movierec.models.registry import MODELS
+    def restore(self, folder: Path, meta: dict[str, Any]) -> None:
+        """Fill this (unfitted) model from what :meth:`save` wrote; ``meta`` is ``model.json``.
 
-        meta = json.loads((folder / "model.json").read_text())
-        model_cls = MODELS[meta["model"]]
-        model = model_cls(model_cls.config_class.model_validate(meta["config"]))
+        Creating the right class for a folder is :func:`movierec.strategies.load`'s job.
+        """
         with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        model.n_users, model.n_items = int(meta["n_users"]), int(meta["n_items"])
-        shape = (model.n_users, model.n_items)
-        model.history = sp.csr_matrix(
+        self.n_users, self.n_items = int(meta["n_users"]), int(meta["n_items"])
+        shape = (self.n_users, self.n_items)
+        self.history = sp.csr_matrix(
             (arrays["history_data"], arrays["history_indices"], arrays["history_indptr"]),
             shape=shape,
         )
         if "history_ts" in arrays:
-            model.history_ts = sp.csr_matrix(
+            self.history_ts = sp.csr_matrix(
                 (arrays["history_ts"], arrays["history_indices"], arrays["history_indptr"]),
                 shape=shape,
             )
-        model.weight_stats = {k[7:]: v for k, v in arrays.items() if k.startswith("weight_")}
-        model._load_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("model_")})
-        model._load_extra(folder)
-        model.fitted = True
-        return model
+        self.weight_stats = {k[7:]: v for k, v in arrays.items() if k.startswith("weight_")}
+        self._load_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("model_")})
+        self._load_extra(folder)
+        self.fitted = True
 
     def describe(self) -> dict[str, Any]:
         """Name, config and shape, for logs and manifests."""

@@ -55,7 +55,6 @@ class EASE(Recommender):
     """``B = I - P / diag(P)`` with ``P = (XᵀX + λI)⁻¹``; scores are ``X B``."""
 
     name = "ease"
-    config_class = EASEConfig
     config: EASEConfig
 
     def __init__(self, config: EASEConfig | None = None) -> None:

@@ -179,7 +179,7 @@ class ALS(_FactorModel):
     """Implicit-feedback ALS (Hu, Koren, Volinsky 2008) via ``implicit``; GPU when available."""
 
     name = "als"
-    config_class = ALSConfig
+    config: ALSConfig
     cpu_class = ("implicit.cpu.als", "AlternatingLeastSquares")
     gpu_class = ("implicit.gpu.als", "AlternatingLeastSquares")
 
@@ -191,7 +191,6 @@ class BPR(_FactorModel):
     """Bayesian personalised ranking via ``implicit`` (item factors carry a bias column)."""
 
     name = "bpr"
-    config_class = BPRConfig
     config: BPRConfig
     cpu_class = ("implicit.cpu.bpr", "BayesianPersonalizedRanking")
     gpu_class = ("implicit.gpu.bpr", "BayesianPersonalizedRanking")

@@ -37,7 +37,6 @@ class GenreKNN(Recommender):
     """Scores ``(X V) Vᵀ``: the user's history projected on content vectors ``V``."""
 
     name = "genre"
-    config_class = GenreConfig
     config: GenreConfig
 
     def __init__(self, config: GenreConfig | None = None) -> None:
@@ -46,11 +45,11 @@ class GenreKNN(Recommender):
         self.popularity = np.zeros(0, np.float32)
 
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
-        if options.item_genres is None:
-            raise ValueError("the genre model needs TrainOptions.item_genres")
-        blocks = [_tfidf_rows(options.item_genres)]
-        if options.item_tags is not None and self.config.tag_weight > 0:
-            blocks.append(_tfidf_rows(options.item_tags) * self.config.tag_weight)
+        if data.catalog is None:
+            raise ValueError("the genre model needs side data: InteractionData.with_catalog")
+        blocks = [_tfidf_rows(data.catalog.genres)]
+        if data.catalog.tags.shape[1] and self.config.tag_weight > 0:
+            blocks.append(_tfidf_rows(data.catalog.tags) * self.config.tag_weight)
         v = sp.hstack(blocks).tocsr()
         norms = np.sqrt(np.asarray(v.multiply(v).sum(axis=1)).ravel())
         norms[norms == 0] = 1.0

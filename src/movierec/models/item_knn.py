@@ -66,10 +66,14 @@ def knn_similarity(
 
 
 class NeighbourMatrix:
-    """Mixin for models that keep a sparse item × item ``similarity`` matrix."""
+    """Mixin for models that score with a sparse item × item ``similarity`` matrix."""
 
     similarity: sp.csr_matrix
     n_items: int
+
+    def score_history(self, x: sp.csr_matrix) -> np.ndarray:
+        """``history @ similarity``: each held item votes for its neighbours (or successors)."""
+        return np.asarray((x @ self.similarity).todense(), dtype=np.float32)
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Rows of the neighbour matrix."""
@@ -86,7 +90,6 @@ class ItemKNN(NeighbourMatrix, Recommender):
     """Scores an item by the similarity of its neighbours to the user's (weighted) history."""
 
     name = "itemknn"
-    config_class = ItemKNNConfig
     config: ItemKNNConfig
 
     def __init__(self, config: ItemKNNConfig | None = None) -> None:
@@ -96,7 +99,3 @@ class ItemKNN(NeighbourMatrix, Recommender):
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         c = self.config
         self.similarity = knn_similarity(x.T.tocsr(), c.neighbors, c.shrink, c.block)
-
-    def score_history(self, x: sp.csr_matrix) -> np.ndarray:
-        """``history @ similarity``: each held item votes for its neighbours."""
-        return np.asarray((x @ self.similarity).todense(), dtype=np.float32)

@@ -65,7 +65,6 @@ class BiasedMF(Recommender):
     """The rating predictor (RMSE/MAE); it also ranks items by predicted rating."""
 
     name = "mf"
-    config_class = MFConfig
     liked_value = 5.0
     config: MFConfig
 

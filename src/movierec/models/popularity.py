@@ -20,7 +20,7 @@ class PopularityConfig(ModelConfig):
             or ``trending`` (each interaction decays with ``half_life_days`` from the newest).
         half_life_days: Half-life of ``trending``.
         genre_boost: Weight of the user's genre affinity added to normalised popularity
-            (needs ``TrainOptions.item_genres``; 0 = the same list for everybody).
+            (needs the data's catalog; 0 = the same list for everybody).
     """
 
     weighting: Literal["raw"] = "raw"
@@ -33,7 +33,6 @@ class Popularity(Recommender):
     """The baseline and the last fallback of every chain."""
 
     name = "popularity"
-    config_class = PopularityConfig
     config: PopularityConfig
 
     def __init__(self, config: PopularityConfig | None = None) -> None:
@@ -54,8 +53,8 @@ class Popularity(Recommender):
         top = pop.max() if pop.size and pop.max() > 0 else 1.0
         self.popularity = (pop / top).astype(np.float32)
         self.genres = None
-        if self.config.genre_boost > 0 and options.item_genres is not None:
-            g = sp.csr_matrix(options.item_genres, dtype=np.float32)
+        if self.config.genre_boost > 0 and data.catalog is not None:
+            g = sp.csr_matrix(data.catalog.genres, dtype=np.float32)
             norms = np.sqrt(np.asarray(g.multiply(g).sum(axis=1)).ravel())
             norms[norms == 0] = 1.0
             self.genres = sp.csr_matrix(sp.diags(1.0 / norms) @ g, dtype=np.float32)

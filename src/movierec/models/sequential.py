@@ -63,7 +63,6 @@ class Sequential(NeighbourMatrix, Recommender):
     """Scores items by how often they follow the user's latest items."""
 
     name = "sequential"
-    config_class = SequentialConfig
     config: SequentialConfig
 
     def __init__(self, config: SequentialConfig | None = None) -> None:
@@ -76,7 +75,3 @@ class Sequential(NeighbourMatrix, Recommender):
         denom = totals + self.config.shrink
         scale = np.divide(1.0, denom, out=np.zeros_like(denom), where=totals > 0)
         self.similarity = sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ t, dtype=np.float32)
-
-    def score_history(self, x: sp.csr_matrix) -> np.ndarray:
-        """``history @ T``: each held item votes for its usual successors."""
-        return np.asarray((x @ self.similarity).todense(), dtype=np.float32)

@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from movierec import __version__
+from movierec.data.feedback import FeedbackStore
 from movierec.errors import InvalidDataError, MovierecError
 from movierec.lifecycle.bundle import BundleError
 from movierec.service.engine import UnknownMovieError, UnknownStrategyError
-from movierec.service.feedback import FeedbackStore
 from movierec.service.metrics import LATENCY, MODEL_INFO, REQUESTS
 from movierec.service.render import headers as render_headers
 from movierec.service.routes import catalog, recommend, system

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from movierec.data.feedback import UserFeedback
 from movierec.errors import MovierecError
 from movierec.lifecycle.bundle import Bundle
 from movierec.models.base import Recommender
 from movierec.models.mf import BiasedMF
 from movierec.models.topk import topk
 from movierec.ranking.ranker import RankedRecommender, Reason
-from movierec.service.feedback import UserFeedback
 
 logger = logging.getLogger(__name__)
 

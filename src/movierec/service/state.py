@@ -7,9 +7,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from movierec.data.feedback import FeedbackStore
 from movierec.lifecycle.bundle import current_version, load_bundle
 from movierec.service.engine import CACHE_N, Engine
-from movierec.service.feedback import FeedbackStore
 from movierec.service.render import prerender
 from movierec.settings import Settings
 

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from movierec.data.feedback import UserFeedback
 from movierec.service.deps import EngineDep, StateDep, current
 from movierec.service.engine import Engine
-from movierec.service.feedback import UserFeedback
 from movierec.service.render import headers as _headers
 from movierec.service.render import out as _out
 from movierec.service.render import provenance

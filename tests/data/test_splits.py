@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from movierec.evaluation import splits
+from movierec.data import splits
 
 
 def _table(seed: int = 0, users: int = 30, per_user: int = 12) -> pa.Table:

@@ -1,8 +1,9 @@
-"""Durable feedback: SQLite in WAL mode by default, PostgreSQL when configured.
+"""Feedback is data: durable events (SQLite WAL by default, PostgreSQL when configured).
 
 A feedback event is committed (fsynced: ``synchronous=FULL``) before the API answers 2xx, so
 an acknowledged event survives a crash. The store also keeps an in-memory overlay per user
-(liked, disliked, rated, watched movies) that the engine reads on every request.
+(liked, disliked, rated, watched movies) that the engine reads on every request, and
+:func:`merge_feedback` folds the events into a ratings table for the next training run.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
+import pyarrow as pa
 import sqlalchemy as sa
 
 Signal = Literal["like", "dislike", "rating", "watch", "save"]
@@ -166,3 +169,74 @@ class FeedbackStore:
     def close(self) -> None:
         """Release connections."""
         self.engine.dispose()
+
+
+#: Value of a liked movie the user had not rated; a like on a rated movie adds LIKE_BONUS.
+LIKE_VALUE = 5.0
+LIKE_BONUS = 1.0
+#: Value of a watched movie the user had not rated.
+WATCH_VALUE = 3.0
+
+
+def merge_feedback(
+    ratings: pa.Table, events: list[dict[str, Any]]
+) -> tuple[pa.Table, dict[str, int]]:
+    """Apply feedback events (in arrival order) to the ratings table.
+
+    Likes add weight (``+LIKE_BONUS`` up to 5 on a rated movie, ``LIKE_VALUE`` otherwise),
+    dislikes remove the pair, ratings set the value, watches and saves add the pair when
+    missing (``WATCH_VALUE``, ``SAVE_VALUE``). The pair's timestamp becomes the event's.
+
+    Returns:
+        The new table and counts: events, pairs added, updated and removed.
+    """
+    counts = {"events": len(events), "added": 0, "updated": 0, "removed": 0}
+    if not events:
+        return ratings, counts
+    users = ratings["user_id"].to_numpy().astype(np.int64)
+    movies = ratings["movie_id"].to_numpy().astype(np.int64)
+    touched = {(int(e["user_id"]), int(e["movie_id"])) for e in events}
+    candidates = np.flatnonzero(np.isin(users, np.array([u for u, _ in touched], np.int64)))
+    vals, tss = ratings["rating"].to_numpy(), ratings["timestamp"].to_numpy()
+    base: dict[tuple[int, int], tuple[float, int]] = {}
+    drop = np.zeros(users.size, bool)  # rows replaced by the feedback's final state
+    for r in candidates.tolist():
+        key = (int(users[r]), int(movies[r]))
+        if key in touched:
+            base[key] = (float(vals[r]), int(tss[r]))
+            drop[r] = True
+    state: dict[tuple[int, int], tuple[float, int] | None] = dict(base)
+    for e in events:
+        key = (int(e["user_id"]), int(e["movie_id"]))
+        cur = state.get(key)
+        ts = int(float(e.get("timestamp") or e.get("received") or 0))
+        signal, value = str(e["signal"]), e.get("value")
+        if signal == "dislike":
+            state[key] = None
+        elif signal == "like":
+            state[key] = (min(5.0, cur[0] + LIKE_BONUS) if cur else LIKE_VALUE, ts)
+        elif signal == "rating" and value is not None:
+            state[key] = (float(value), ts)
+        elif signal == "watch" and cur is None:
+            state[key] = (WATCH_VALUE, ts)
+        elif signal == "save" and cur is None:
+            state[key] = (SAVE_VALUE, ts)
+    kept = ratings.filter(pa.array(~drop))
+    new = [(k, v) for k, v in state.items() if v is not None]
+    for k, v in state.items():
+        if k in base and v is None:
+            counts["removed"] += 1
+        elif k in base and v is not None and v != base[k]:
+            counts["updated"] += 1
+        elif k not in base and v is not None:
+            counts["added"] += 1
+    schema = ratings.schema
+    extra = pa.table(
+        {
+            "user_id": pa.array([k[0] for k, _ in new], schema.field("user_id").type),
+            "movie_id": pa.array([k[1] for k, _ in new], schema.field("movie_id").type),
+            "rating": pa.array([v[0] for _, v in new], schema.field("rating").type),
+            "timestamp": pa.array([v[1] for _, v in new], schema.field("timestamp").type),
+        }
+    ).select(schema.names)
+    return pa.concat_tables([kept, extra.cast(schema)]), counts

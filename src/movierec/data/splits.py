@@ -1,4 +1,6 @@
-"""Evaluation protocols: deterministic splits of a ratings table, each stated exactly.
+"""The one split implementation: evaluation protocols and the ranker's label split use it.
+
+Protocols are deterministic splits of a ratings table, each stated exactly.
 
 Every split trains on a table and evaluates on interactions of the same users (or, for
 strong generalisation, of held-out users given a fold-in history). Test interactions whose
@@ -28,6 +30,10 @@ PROTOCOLS: tuple[Protocol, ...] = (
     "strong-generalization",
 )
 Stage = Literal["test", "valid"]
+#: The temporal protocol's cutoff: this quantile of all timestamps.
+TEMPORAL_QUANTILE = 0.8
+#: Share of a user's interactions held out by the random (stratified) protocol.
+RANDOM_FRACTION = 0.25
 
 DESCRIPTIONS: dict[str, str] = {
     "leave-last-out": "per user, the last interaction by time (ties broken by a seeded shuffle) "
@@ -102,7 +108,7 @@ def _make_split(
     return Split(train, truth, users, skipped=skipped)
 
 
-def _rank_in_user(
+def rank_in_user(
     u: np.ndarray, order_keys: tuple[np.ndarray, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Position of each row within its user, and the user's size.
@@ -124,7 +130,7 @@ def leave_last_out(table: pa.Table, seed: int = 0, stage: Stage = "test") -> Spl
     """Last interaction by time = test, second-last = validation (see :data:`DESCRIPTIONS`)."""
     u, i, r, ts = _arrays(table)
     tie = np.random.default_rng(seed).random(u.size)
-    pos, size = _rank_in_user(u, (tie, ts))
+    pos, size = rank_in_user(u, (tie, ts))
     from_end = size - 1 - pos
     eligible = size >= 3
     test = eligible & (from_end == 0)
@@ -134,24 +140,31 @@ def leave_last_out(table: pa.Table, seed: int = 0, stage: Stage = "test") -> Spl
     return _make_split(u, i, r, ts, ~test, test)
 
 
-def temporal(table: pa.Table, seed: int = 0, stage: Stage = "test", quantile: float = 0.8) -> Split:
+def before_cutoff(ts: np.ndarray, quantile: float = TEMPORAL_QUANTILE) -> np.ndarray:
+    """Rows at or before the ``quantile`` of ``ts`` (the temporal protocol's training part)."""
+    mask: np.ndarray = ts <= np.quantile(ts, quantile)
+    return mask
+
+
+def temporal(
+    table: pa.Table, seed: int = 0, stage: Stage = "test", quantile: float = TEMPORAL_QUANTILE
+) -> Split:
     """Global time cutoff (see :data:`DESCRIPTIONS`); ``seed`` is unused (deterministic)."""
     u, i, r, ts = _arrays(table)
-    cutoff = np.quantile(ts, quantile)
-    before = ts <= cutoff
+    before = before_cutoff(ts, quantile)
     if stage == "valid":
-        inner = np.quantile(ts[before], quantile)
-        return _make_split(u, i, r, ts, before & (ts <= inner), before & (ts > inner))
+        inner = ts <= np.quantile(ts[before], quantile)
+        return _make_split(u, i, r, ts, before & inner, before & ~inner)
     return _make_split(u, i, r, ts, before, ~before)
 
 
-def _random_fraction(
+def random_fraction(
     u: np.ndarray, rng: np.random.Generator, fraction: float, among: np.ndarray
 ) -> np.ndarray:
     """Mark ceil-free ``round(fraction · n_u)`` (at least 1 when n_u >= 2) random rows per user."""
     idx = np.flatnonzero(among)
     uu = u[idx]
-    pos, size = _rank_in_user(uu, (rng.random(idx.size),))
+    pos, size = rank_in_user(uu, (rng.random(idx.size),))
     take = np.maximum(np.round(size * fraction), (size >= 2).astype(float))
     out = np.zeros(u.size, dtype=bool)
     out[idx[pos < take]] = True
@@ -159,14 +172,14 @@ def _random_fraction(
 
 
 def stratified(
-    table: pa.Table, seed: int = 0, stage: Stage = "test", fraction: float = 0.25
+    table: pa.Table, seed: int = 0, stage: Stage = "test", fraction: float = RANDOM_FRACTION
 ) -> Split:
     """Per-user random split (see :data:`DESCRIPTIONS`)."""
     u, i, r, ts = _arrays(table)
     rng = np.random.default_rng(seed)
-    test = _random_fraction(u, rng, fraction, np.ones(u.size, bool))
+    test = random_fraction(u, rng, fraction, np.ones(u.size, bool))
     if stage == "valid":
-        valid = _random_fraction(u, rng, fraction, ~test)
+        valid = random_fraction(u, rng, fraction, ~test)
         return _make_split(u, i, r, ts, ~test & ~valid, valid)
     return _make_split(u, i, r, ts, ~test, test)
 
@@ -205,7 +218,7 @@ def strong_generalization(
     unknown_item = int((hi < 0).sum())
     known = hi >= 0
     hu, hi, hr, hts = hu[known], hi[known], hr[known], hts[known]
-    is_test = _random_fraction(hu, rng, 0.2, np.ones(hu.size, bool))
+    is_test = random_fraction(hu, rng, 0.2, np.ones(hu.size, bool))
     rows_users = np.unique(hu)
     row = np.searchsorted(rows_users, hu)
     shape = (rows_users.size, train.n_items)

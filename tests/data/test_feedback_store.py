@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from movierec.service.feedback import FeedbackStore, UserFeedback
+from movierec.data.feedback import FeedbackStore, UserFeedback
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

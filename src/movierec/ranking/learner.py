@@ -1,0 +1,95 @@
+"""The ranker's learner: LightGBM LambdaRank (saved in bundles) or a HistGB baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from movierec.ranking.config import RankedConfig
+
+
+@dataclass
+class Learned:
+    """A trained learner: a LambdaRank booster, or a classifier with the columns it reads."""
+
+    booster: lgb.Booster | None = None
+    classifier: Any = None
+    classifier_columns: np.ndarray | None = None
+
+    def predict(self, feats: np.ndarray) -> np.ndarray:
+        """Score each row of ``feats`` (higher = earlier in the list)."""
+        if self.booster is not None:
+            pred = self.booster.predict(feats, num_threads=1)
+        elif self.classifier is not None and self.classifier_columns is not None:
+            pred = self.classifier.predict_proba(feats[:, self.classifier_columns])[:, 1]
+        else:
+            raise RuntimeError("ranked has no trained ranker")
+        return np.asarray(pred, dtype=np.float64)
+
+
+def group_sizes(rows: np.ndarray) -> np.ndarray:
+    """Sizes of consecutive runs of equal query rows (LightGBM groups)."""
+    if not rows.size:
+        return np.zeros(0, np.int64)
+    change = np.flatnonzero(np.diff(rows)) + 1
+    return np.diff(np.concatenate([[0], change, [rows.size]]))
+
+
+def train_learner(
+    c: RankedConfig,
+    feats: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    names: list[str],
+    seed: int,
+    threads: int = 0,
+) -> Learned:
+    """Fit the configured learner; 10% of the queries are held out for early stopping."""
+    rng = np.random.default_rng(seed)
+    uq = np.unique(rows)
+    valid_q = set(rng.choice(uq, max(1, uq.size // 10), replace=False).tolist())
+    is_valid = np.fromiter((r in valid_q for r in rows.tolist()), bool, rows.size)
+    if c.learner == "histgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        clf = HistGradientBoostingClassifier(
+            max_iter=c.n_estimators,
+            learning_rate=c.learning_rate,
+            max_leaf_nodes=c.num_leaves,
+            min_samples_leaf=c.min_child_samples,
+            early_stopping=True,
+            validation_fraction=0.1,
+            random_state=seed,
+        )
+        # a column with no value at all (e.g. no release years) cannot be binned
+        columns = np.flatnonzero(np.isfinite(feats).any(axis=0))
+        return Learned(classifier=clf.fit(feats[:, columns], y), classifier_columns=columns)
+    tr, va = ~is_valid, is_valid
+    params = {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "eval_at": [10],
+        "learning_rate": c.learning_rate,
+        "num_leaves": c.num_leaves,
+        "min_data_in_leaf": c.min_child_samples,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "lambdarank_truncation_level": 20,
+        "seed": seed,
+        "deterministic": True,
+        "num_threads": threads,
+        "verbose": -1,
+    }
+    dtrain = lgb.Dataset(feats[tr], y[tr], group=group_sizes(rows[tr]), feature_name=names)
+    callbacks: list[Any] = []
+    valid_sets = []
+    if va.any() and tr.any():
+        dvalid = lgb.Dataset(feats[va], y[va], group=group_sizes(rows[va]), reference=dtrain)
+        valid_sets = [dvalid]
+        callbacks = [lgb.early_stopping(40, verbose=False)]
+    booster = lgb.train(params, dtrain, c.n_estimators, valid_sets=valid_sets, callbacks=callbacks)
+    return Learned(booster=booster)
