@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from movierec.data.dedup import dedup_order
 from movierec.data.schema import CSV_LINKS, CSV_MOVIES, CSV_RATINGS, parse_year
-from movierec.data.validate import dedup_order, validate_file
+from movierec.data.validate import validate_file
 from movierec.errors import InvalidDataError, RejectRateExceededError
 from tests.conftest import write
 

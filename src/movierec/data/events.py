@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from movierec.data.dedup import DedupKeep, dedup_order
+from movierec.data.report import Reject, ValidationReport
 from movierec.data.schema import CANONICAL, MIN_TIMESTAMP
-from movierec.data.validate import DedupKeep, Reject, ValidationReport, dedup_order
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from movierec.data.dedup import DedupKeep
 from movierec.data.events import parse_event_file, slug_index
 from movierec.data.interactions import InteractionData
 from movierec.data.movielens import LAYOUT_FILES, detect_layout, resolve_dataset
+from movierec.data.report import ValidationReport
 from movierec.data.schema import CSV_FORMATS, CSV_RATINGS, FileFormat
 from movierec.data.store import IngestCounts, Store, open_store
-from movierec.data.validate import DedupKeep, ValidationReport, validate_file
+from movierec.data.validate import validate_file
 from movierec.hashing import file_digest
 from movierec.settings import Settings
 

@@ -16,6 +16,7 @@ from typing import Literal
 
 import httpx
 
+from movierec.data.dedup import DedupKeep
 from movierec.data.schema import (
     CSV_LINKS,
     CSV_MOVIES,
@@ -29,7 +30,7 @@ from movierec.data.schema import (
     FileFormat,
     TableKind,
 )
-from movierec.data.validate import DedupKeep, ValidatedTable, validate_file
+from movierec.data.validate import ValidatedTable, validate_file
 from movierec.errors import DatasetUnavailableError, DownloadError
 from movierec.settings import Settings
 

@@ -25,10 +25,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from movierec.data.dedup import dedup_order
 from movierec.data.events import REQUESTS_SCHEMA, WATCHES_SCHEMA
 from movierec.data.keys import key_codes, strictly_increasing_pairs
 from movierec.data.schema import CANONICAL
-from movierec.data.validate import dedup_order
 from movierec.settings import Settings
 
 logger = logging.getLogger(__name__)

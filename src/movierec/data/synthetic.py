@@ -20,97 +20,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from movierec.data.schema import ML100K_GENRES
+from movierec.data.synth_words import ADJECTIVES, GENRES, NOUNS, TAGS
 
 logger = logging.getLogger(__name__)
 
-#: The genres of the current MovieLens releases (ml-100k's list with "Children" and "IMAX").
-GENRES = (
-    *(g.replace("Children's", "Children") for g in ML100K_GENRES if g != "unknown"),
-    "IMAX",
-)
-_ADJ = (
-    "Silent",
-    "Last",
-    "Golden",
-    "Broken",
-    "Hidden",
-    "Dark",
-    "Lost",
-    "Wild",
-    "Crimson",
-    "Endless",
-    "Little",
-    "Secret",
-    "Frozen",
-    "Midnight",
-    "Electric",
-    "Burning",
-    "Quiet",
-    "Savage",
-    "Bright",
-    "Distant",
-    "Final",
-    "Hollow",
-    "Iron",
-    "Lonely",
-    "Northern",
-    "Velvet",
-    "Wicked",
-    "Young",
-)
-_NOUN = (
-    "River",
-    "City",
-    "Heart",
-    "Road",
-    "Kingdom",
-    "Summer",
-    "Stranger",
-    "Garden",
-    "Storm",
-    "Empire",
-    "Detective",
-    "Island",
-    "Dream",
-    "Machine",
-    "Harbor",
-    "Winter",
-    "Witness",
-    "Frontier",
-    "Song",
-    "Mirror",
-    "Planet",
-    "Letter",
-    "Circus",
-    "Station",
-    "Valley",
-    "Ghost",
-    "Promise",
-    "Horizon",
-)
-_TAGS = (
-    "atmospheric",
-    "twist ending",
-    "funny",
-    "classic",
-    "dark comedy",
-    "visually appealing",
-    "thought-provoking",
-    "based on a book",
-    "sci-fi",
-    "romance",
-    "violent",
-    "quirky",
-    "slow",
-    "great soundtrack",
-    "surreal",
-    "cult film",
-    "feel-good",
-    "predictable",
-    "epic",
-    "dialogue",
-)
 _RATING_LABELS = pa.array([f"{v / 2:.1f}" for v in range(1, 11)])
 _T0 = 820_454_400  # 1996-01-01
 _T1 = 1_538_265_600  # 2018-09-30
@@ -365,13 +278,13 @@ def _write_movies(
 ) -> None:
     n = cat.movie_ids.shape[0]
     years = np.clip(np.round(2018 - rng.exponential(14.0, n)), 1902, 2018).astype(int)
-    adj = rng.integers(0, len(_ADJ), size=(n,))
-    noun = rng.integers(0, len(_NOUN), size=(n,))
+    adj = rng.integers(0, len(ADJECTIVES), size=(n,))
+    noun = rng.integers(0, len(NOUNS), size=(n,))
     the = rng.random(size=(n,)) < 0.25
     titles = []
     genres = []
     for j in range(n):
-        base = f"{_ADJ[adj[j]]} {_NOUN[noun[j]]}"
+        base = f"{ADJECTIVES[adj[j]]} {NOUNS[noun[j]]}"
         if the[j]:
             base += ", The"
         titles.append(f"{base} ({years[j]})")
@@ -398,11 +311,11 @@ def _write_tags(
 ) -> None:
     users = rng.integers(1, n_users + 1, n_tags)
     items = rng.integers(0, cat.movie_ids.shape[0], n_tags)
-    tag_idx = (cat.cluster[items] + rng.integers(0, 3, n_tags)) % len(_TAGS)
+    tag_idx = (cat.cluster[items] + rng.integers(0, 3, n_tags)) % len(TAGS)
     movies = cat.movie_ids[items]
     stamps = rng.integers(_T0, _T1, n_tags)
     idx = np.lexsort((movies, users))
-    rows = ((int(users[j]), int(movies[j]), _TAGS[tag_idx[j]], int(stamps[j])) for j in idx)
+    rows = ((int(users[j]), int(movies[j]), TAGS[tag_idx[j]], int(stamps[j])) for j in idx)
     _write_small(out / "tags.csv", ("userId", "movieId", "tag", "timestamp"), rows)
 
 

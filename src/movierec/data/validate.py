@@ -10,112 +10,25 @@ a chunk are kept: nothing valid is lost.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from movierec.data.keys import key_codes, strictly_increasing_pairs
-from movierec.data.schema import CANONICAL, KEYS, FileFormat, TableKind, check_rules
-from movierec.errors import InvalidDataError, RejectRateExceededError
+from movierec.data.dedup import DedupKeep, deduplicate, describe_dedup
+from movierec.data.report import Reject, ValidationReport
+from movierec.data.schema import CANONICAL, FileFormat, check_rules
+from movierec.errors import InvalidDataError
 
 logger = logging.getLogger(__name__)
 
-DedupKeep = Literal["latest", "first"]
 _SEP = "\x1f"  # stands in for multi-character delimiters such as "::"
-
-
-@dataclass(frozen=True)
-class Reject:
-    """One rejected row."""
-
-    source: str
-    line: int
-    field: str
-    reason: str
-    raw: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form of the reject."""
-        return {
-            "source": self.source,
-            "line": self.line,
-            "field": self.field,
-            "reason": self.reason,
-            "raw": self.raw,
-        }
-
-
-@dataclass
-class ValidationReport:
-    """Counts and rejects of one validated file.
-
-    ``clean_rows = input_rows - reject_rows - duplicate_rows``; ``reject_rate`` is
-    ``reject_rows / input_rows``. Duplicates are valid rows superseded by the dedup rule.
-    """
-
-    source: str
-    kind: str
-    input_rows: int = 0
-    clean_rows: int = 0
-    reject_rows: int = 0
-    duplicate_rows: int = 0
-    dedup_rule: str = ""
-    rejects: list[Reject] = field(default_factory=list)
-    reject_file: str | None = None
-
-    @property
-    def reject_rate(self) -> float:
-        """Fraction of input rows rejected (0 for an empty file)."""
-        return self.reject_rows / self.input_rows if self.input_rows else 0.0
-
-    def to_dict(self, max_rejects: int | None = None) -> dict[str, Any]:
-        """Return the JSON report (at most ``max_rejects`` rejects listed)."""
-        listed = self.rejects if max_rejects is None else self.rejects[:max_rejects]
-        return {
-            "source": self.source,
-            "kind": self.kind,
-            "input_rows": self.input_rows,
-            "clean_rows": self.clean_rows,
-            "reject_rows": self.reject_rows,
-            "reject_rate": self.reject_rate,
-            "duplicate_rows": self.duplicate_rows,
-            "dedup_rule": self.dedup_rule,
-            "reject_file": self.reject_file,
-            "rejects_listed": len(listed),
-            "rejects": [r.to_dict() for r in listed],
-        }
-
-    def write(self, path: Path, max_rejects: int | None = None) -> None:
-        """Write the JSON report to ``path``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(max_rejects), indent=2))
-
-    def write_rejects(self, path: Path) -> None:
-        """Write every reject (one JSON object a line) to ``path``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as f:
-            for r in self.rejects:
-                f.write(json.dumps(r.to_dict()) + "\n")
-        self.reject_file = str(path)
-
-    def check_rate(self, max_reject_rate: float | None) -> None:
-        """Raise :class:`RejectRateExceededError` when the reject rate is above the limit."""
-        if max_reject_rate is not None and self.reject_rate > max_reject_rate:
-            err = RejectRateExceededError(
-                f"{self.reject_rows} of {self.input_rows} rows rejected "
-                f"({self.reject_rate:.2%}), above --max-reject-rate {max_reject_rate:.2%}",
-                source=self.source,
-            )
-            err.report = self
-            raise err
 
 
 @dataclass(frozen=True)
@@ -386,85 +299,3 @@ def validate_file(
         report.duplicate_rows,
     )
     return ValidatedTable(table, report)
-
-
-def describe_dedup(kind: TableKind, keep: DedupKeep) -> str:
-    """Return the dedup rule in words, as written into reports."""
-    key = ", ".join(KEYS[kind])
-    if keep == "first":
-        return f"one row per ({key}): the first line wins"
-    if "timestamp" in CANONICAL[kind].names and "timestamp" not in KEYS[kind]:
-        return f"one row per ({key}): the latest timestamp wins, ties go to the later line"
-    return f"one row per ({key}): the later line wins"
-
-
-def dedup_order(
-    keys: np.ndarray, timestamps: np.ndarray | None, order: np.ndarray, keep: DedupKeep
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decide which rows survive deduplication: the one shared rule of movierec.
-
-    Args:
-        keys: int64 key code per row.
-        timestamps: Event time per row, or ``None`` when the table has none.
-        order: Arrival order per row (line number or sequence); larger is later.
-        keep: ``"latest"`` or ``"first"``.
-
-    Returns:
-        ``(kept, dropped, winner_of_dropped)``: indices of kept rows (sorted), of dropped rows,
-        and for each dropped row the index of the row that superseded it.
-    """
-    n = keys.shape[0]
-    if n < 2 or bool(np.all(keys[1:] > keys[:-1])):  # sorted and unique: the common case
-        return np.arange(n), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if keep == "first":
-        idx = np.lexsort((order, keys))
-        first_of_group = np.ones(n, dtype=bool)
-        first_of_group[1:] = keys[idx][1:] != keys[idx][:-1]
-        winner_pos = np.maximum.accumulate(np.where(first_of_group, np.arange(n), 0))
-    else:
-        sort_keys = (order, keys) if timestamps is None else (order, timestamps, keys)
-        idx = np.lexsort(sort_keys)
-        last_of_group = np.ones(n, dtype=bool)
-        last_of_group[:-1] = keys[idx][1:] != keys[idx][:-1]
-        # the winner of each group is its last element: propagate its position backwards
-        pos = np.where(last_of_group, np.arange(n), n)
-        winner_pos = np.minimum.accumulate(pos[::-1])[::-1]
-        first_of_group = last_of_group
-    kept_mask = first_of_group
-    kept = np.sort(idx[kept_mask])
-    dropped = idx[~kept_mask]
-    winners = idx[winner_pos[~kept_mask]]
-    return kept, dropped, winners
-
-
-def deduplicate(
-    table: pa.Table, kind: TableKind, lines: np.ndarray, keep: DedupKeep, source: str
-) -> tuple[pa.Table, list[Reject]]:
-    """Apply :func:`dedup_order` to a canonical table; return it and the duplicate records."""
-    if table.num_rows < 2:
-        return table, []
-    cols = KEYS[kind]
-    if len(cols) == 2 and strictly_increasing_pairs(
-        table[cols[0]].to_numpy(), table[cols[1]].to_numpy()
-    ):
-        return table, []
-    keys = key_codes(table, cols)
-    ts = None
-    if "timestamp" in table.column_names and "timestamp" not in KEYS[kind]:
-        ts = table["timestamp"].to_numpy()
-    kept, dropped, winners = dedup_order(keys, ts, lines, keep)
-    if dropped.size == 0:
-        return table, []
-    key_name = ",".join(KEYS[kind])
-    dups = [
-        Reject(
-            source,
-            int(lines[d]),
-            key_name,
-            f"duplicate key; superseded by line {int(lines[w])} ({keep} wins)",
-            "",
-        )
-        for d, w in zip(dropped, winners, strict=True)
-    ]
-    dups.sort(key=lambda r: r.line)
-    return table.take(kept), dups

@@ -8,7 +8,7 @@ used). Fold-in for new users is weighted least squares against the item factors,
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -103,12 +103,13 @@ class _FactorModel(Recommender):
         self.item_factors = np.zeros((0, 0), np.float32)
         self.device = "cpu"
 
-    #: implicit classes (module path, class name) for the CPU and the GPU.
-    cpu_class: tuple[str, str]
-    gpu_class: tuple[str, str]
+    #: The implicit class: (module under ``implicit.cpu`` / ``implicit.gpu``, class name).
+    implicit_class: tuple[str, str]
+    #: Constructor arguments every instance passes.
+    fixed_kwargs: ClassVar[dict[str, Any]] = {}
 
     def _extra_kwargs(self) -> dict[str, Any]:
-        return {}
+        return dict(self.fixed_kwargs)
 
     def _make(self, options: TrainOptions) -> Any:
         import importlib
@@ -121,11 +122,11 @@ class _FactorModel(Recommender):
             "random_state": options.seed,
             **self._extra_kwargs(),
         }
+        module, name = self.implicit_class
         if self.device == "cuda":  # pragma: no cover - needs CUDA
-            module, name = self.gpu_class
-            return getattr(importlib.import_module(module), name)(**kwargs)
-        module, name = self.cpu_class
-        return getattr(importlib.import_module(module), name)(num_threads=options.threads, **kwargs)
+            return getattr(importlib.import_module(f"implicit.gpu.{module}"), name)(**kwargs)
+        cls = getattr(importlib.import_module(f"implicit.cpu.{module}"), name)
+        return cls(num_threads=options.threads, **kwargs)
 
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         use_gpu = options.use_gpu and gpu_available()
@@ -180,11 +181,8 @@ class ALS(_FactorModel):
 
     name = "als"
     config: ALSConfig
-    cpu_class = ("implicit.cpu.als", "AlternatingLeastSquares")
-    gpu_class = ("implicit.gpu.als", "AlternatingLeastSquares")
-
-    def _extra_kwargs(self) -> dict[str, Any]:
-        return {"alpha": 1.0}  # confidence is already applied by our weighting
+    implicit_class = ("als", "AlternatingLeastSquares")
+    fixed_kwargs: ClassVar[dict[str, Any]] = {"alpha": 1.0}  # our weighting applies confidence
 
 
 class BPR(_FactorModel):
@@ -192,8 +190,7 @@ class BPR(_FactorModel):
 
     name = "bpr"
     config: BPRConfig
-    cpu_class = ("implicit.cpu.bpr", "BayesianPersonalizedRanking")
-    gpu_class = ("implicit.gpu.bpr", "BayesianPersonalizedRanking")
+    implicit_class = ("bpr", "BayesianPersonalizedRanking")
 
     def _extra_kwargs(self) -> dict[str, Any]:
         return {"learning_rate": self.config.learning_rate}

@@ -71,6 +71,10 @@ class NeighbourMatrix:
     similarity: sp.csr_matrix
     n_items: int
 
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__(config)  # type: ignore[call-arg]  # the Recommender after this mixin
+        self.similarity = sp.csr_matrix((0, 0), dtype=np.float32)
+
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """``history @ similarity``: each held item votes for its neighbours (or successors)."""
         return np.asarray((x @ self.similarity).todense(), dtype=np.float32)
@@ -91,10 +95,6 @@ class ItemKNN(NeighbourMatrix, Recommender):
 
     name = "itemknn"
     config: ItemKNNConfig
-
-    def __init__(self, config: ItemKNNConfig | None = None) -> None:
-        super().__init__(config)
-        self.similarity = sp.csr_matrix((0, 0), dtype=np.float32)
 
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         c = self.config

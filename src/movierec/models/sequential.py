@@ -65,10 +65,6 @@ class Sequential(NeighbourMatrix, Recommender):
     name = "sequential"
     config: SequentialConfig
 
-    def __init__(self, config: SequentialConfig | None = None) -> None:
-        super().__init__(config)
-        self.similarity = sp.csr_matrix((0, 0), dtype=np.float32)
-
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         t = transitions(data, self.config.window, options.seed)
         totals = np.asarray(t.sum(axis=1)).ravel()

@@ -105,7 +105,6 @@ class RankedRecommender(NeighbourMatrix, Recommender):
             raise ValueError(f"unknown feature groups: {sorted(bad)}")
         self.sources: dict[str, Recommender] = {}
         self.store: FeatureStore | None = None
-        self.similarity = sp.csr_matrix((0, 0), dtype=np.float32)
         self.learned = Learned()
         self.feature_names: list[str] = []
         self.as_of_mode: Literal["user_last", "data_end"] = "user_last"

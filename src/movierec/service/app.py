@@ -17,7 +17,8 @@ from movierec import __version__
 from movierec.data.feedback import FeedbackStore
 from movierec.errors import InvalidDataError, MovierecError
 from movierec.lifecycle.bundle import BundleError
-from movierec.service.engine import UnknownMovieError, UnknownStrategyError
+from movierec.service.catalog import UnknownMovieError
+from movierec.service.engine import UnknownStrategyError
 from movierec.service.metrics import LATENCY, MODEL_INFO, REQUESTS
 from movierec.service.render import headers as render_headers
 from movierec.service.routes import catalog, recommend, system

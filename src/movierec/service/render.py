@@ -36,16 +36,7 @@ def out(engine: Engine, ans: Answer, explain: bool) -> RecommendationOut:
         model_version=engine.version,
         unknown_movies=ans.unknown_movies,
         items=[
-            ItemOut(
-                movie_id=i.movie_id,
-                title=i.title,
-                year=i.year,
-                genres=i.genres,
-                score=i.score,
-                source=i.source,
-                reasons=i.reasons if explain else None,
-            )
-            for i in ans.items
+            ItemOut(**{**vars(i), "reasons": i.reasons if explain else None}) for i in ans.items
         ],
     )
 

@@ -22,13 +22,13 @@ async def search(
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> list[MovieOut]:
     """Title search, most popular first."""
-    return [MovieOut(**m) for m in engine.search(q, limit)]
+    return [MovieOut(**m) for m in engine.catalog.search(q, limit)]
 
 
 @router.get("/movies/{movie_id}", response_model=MovieOut)
 async def movie(movie_id: MovieId, engine: EngineDep) -> MovieOut:
     """One catalog movie (404 when unknown)."""
-    return MovieOut(**engine.describe(movie_id))
+    return MovieOut(**engine.catalog.describe(movie_id))
 
 
 @router.get("/popular", response_model=list[ItemOut])
@@ -40,7 +40,7 @@ async def popular(
 ) -> list[ItemOut]:
     """Most popular movies, optionally of one genre."""
     provenance(response, engine)
-    return [ItemOut(**vars(i)) for i in engine.popular(k, genre)]
+    return [ItemOut(**vars(i)) for i in engine.catalog.popular(k, genre)]
 
 
 @router.get("/similar/movie/{movie_id}", response_model=list[ItemOut])

@@ -43,7 +43,7 @@ async def ready(state: StateDep, response: Response) -> dict[str, Any]:
 @router.post("/feedback", response_model=FeedbackOut, status_code=201, tags=["feedback"])
 def feedback(body: FeedbackIn, state: StateDep, engine: EngineDep) -> FeedbackOut:
     """Store one event durably (before answering), then it shapes the user's next list."""
-    engine.movie(body.movie_id)  # 404 for a movie not in the catalog
+    engine.catalog.movie(body.movie_id)  # 404 for a movie not in the catalog
     new_id = state.feedback.add(
         body.user_id, body.movie_id, body.signal, body.value, body.source, body.timestamp
     )

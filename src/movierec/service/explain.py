@@ -1,0 +1,87 @@
+"""Why an item is in an answer: the ranker's own reasons, else similarity, trends and genres."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from movierec.models.base import Recommender
+from movierec.ranking.ranker import RankedRecommender, Reason
+from movierec.service.catalog import Item, MovieCatalog
+
+
+def explain_items(
+    items: list[Item],
+    model: Recommender,
+    catalog: MovieCatalog,
+    values: sp.csr_matrix,
+    timestamps: sp.csr_matrix,
+    *,
+    fallback: bool,
+    liked_boost: bool,
+) -> None:
+    """Set ``reasons`` on each item of an answer given the user's current history.
+
+    The ``ranked`` strategy gives its own reasons (from its candidate sources and features);
+    other strategies are explained from item similarity, popularity and the user's genres.
+    """
+    if isinstance(model, RankedRecommender) and not fallback and values.nnz:
+        _ranked_reasons(items, model, catalog, values, timestamps, liked_boost)
+        return
+    hist = values.indices
+    taste: dict[str, float] = {}
+    for i in hist.tolist():
+        for g in catalog.genres_of(i):
+            taste[g] = taste.get(g, 0.0) + 1.0
+    top_genres = {g for g, _ in sorted(taste.items(), key=lambda x: -x[1])[:3]}
+    for item in items:
+        reasons: list[str] = []
+        idx, _ = catalog.item_index([item.movie_id])
+        if hist.size and idx.size and not fallback:
+            try:
+                sims = model.item_similarity(idx)[0][hist]
+                j = int(np.argmax(sims))
+                if np.isfinite(sims[j]) and sims[j] > 0:
+                    reasons.append(f"Because you liked {catalog.title(int(hist[j]))}")
+            except NotImplementedError:
+                pass
+        if idx.size and int(idx[0]) in catalog.trending:
+            reasons.append("Trending now")
+        match = [g for g in item.genres if g in top_genres]
+        if match:
+            reasons.append(f"Matches your genres: {', '.join(match)}")
+        if liked_boost:
+            reasons.append("Boosted by your likes")
+        item.reasons = reasons or ["Popular with people like you"]
+
+
+def _ranked_reasons(
+    items: list[Item],
+    model: RankedRecommender,
+    catalog: MovieCatalog,
+    values: sp.csr_matrix,
+    timestamps: sp.csr_matrix,
+    liked_boost: bool,
+) -> None:
+    idx = catalog.items.index(np.array([it.movie_id for it in items]))
+    ok = idx >= 0
+    why = model.explain(values, timestamps, idx[ok])
+    known = [it for it, good in zip(items, ok.tolist(), strict=True) if good]
+    names = model.store.genre_names if model.store is not None else ()
+    for item, rs in zip(known, why, strict=True):
+        item.reasons = [reason_text(r, names, catalog) for r in rs]
+        if liked_boost:
+            item.reasons.append("Boosted by your likes")
+        item.reasons = item.reasons or ["Ranked for you from several models"]
+
+
+def reason_text(reason: Reason, genre_names: tuple[str, ...], catalog: MovieCatalog) -> str:
+    """A reason of the ranker as a sentence."""
+    if reason.code == "because_watched" and reason.item is not None:
+        return f"Because you watched {catalog.title(reason.item)}"
+    if reason.code == "trending":
+        return "Trending now"
+    if reason.code == "genres":
+        names = [genre_names[g] for g in reason.genres if g < len(genre_names)]
+        return f"Matches your genres: {', '.join(names)}"
+    return reason.code
