@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter(
@@ -19,3 +19,20 @@ FALLBACKS = Counter(
     "movierec_fallbacks_total", "Answers from the fallback chain", ["source"], registry=REGISTRY
 )
 MODEL_INFO = Info("movierec_model", "The served model version", registry=REGISTRY)
+SATURATED = Counter(
+    "movierec_saturated_total",
+    "Expensive requests refused with 503 because every worker slot was busy",
+    registry=REGISTRY,
+)
+CACHE_BYTES = Gauge(
+    "movierec_answer_cache_bytes", "Bytes held by the answer caches", registry=REGISTRY
+)
+CACHE_EVICTIONS = Counter(
+    "movierec_answer_cache_evictions_total", "Answers evicted to stay under the byte budget",
+    registry=REGISTRY,
+)
+BUNDLE_FALLBACKS = Counter(
+    "movierec_bundle_fallbacks_total",
+    "Start-ups that served an older verified bundle because CURRENT did not verify",
+    registry=REGISTRY,
+)

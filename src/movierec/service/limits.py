@@ -1,0 +1,51 @@
+"""Bounded work per request: expensive answers run off the event loop, a few at a time.
+
+``/health``, ``/ready`` and cached answers stay on the event loop and stay fast; anything that
+scores (per-request fold-in, explanations, cold start, batches) runs in worker threads behind
+one capacity limiter. When every slot is busy and ``queue`` requests already wait, a new one
+is refused at once with 503 and ``Retry-After`` instead of piling up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import anyio
+import anyio.to_thread
+from fastapi import HTTPException
+
+from movierec.service.metrics import SATURATED
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class WorkLimiter:
+    """At most ``slots`` expensive computations at once and ``queue`` waiting for a slot."""
+
+    def __init__(self, slots: int, queue: int, retry_after_s: int = 1) -> None:
+        self.slots = slots
+        self.queue = queue
+        self.retry_after_s = retry_after_s
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The capacity limiter (created in the running event loop on first use)."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.slots)
+        return self._limiter
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` in a worker thread under the limit; 503 + Retry-After when saturated."""
+        lim = self.limiter
+        if lim.available_tokens < 1 and lim.statistics().tasks_waiting >= self.queue:
+            SATURATED.inc()
+            raise HTTPException(
+                503,
+                detail=f"busy: {self.slots} expensive requests running and {self.queue} "
+                "waiting; retry shortly",
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=lim)
