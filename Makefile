@@ -58,9 +58,14 @@ demo: install
 	$(BIN)/movierec data ingest ml-latest-small --report $(DEMO_DIR)/ingest.json
 	$(BIN)/movierec data stats --dataset ml-latest-small --json $(DEMO_DIR)/stats.json --plot $(DEMO_DIR)/stats.png
 	@test -f $${MOVIEREC_HOME:-.movierec}/bundles/CURRENT || $(BIN)/movierec train --dataset ml-latest-small --model ranked
+	@# writes (POST /feedback) and admin routes need credentials: generated once, kept in the demo folder
+	@for f in api_key admin_token; do test -s $(DEMO_DIR)/$$f || \
+	  (umask 077; $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(24))" > $(DEMO_DIR)/$$f); done
 	@echo "demo: API on http://127.0.0.1:$(DEMO_PORT) (docs: http://127.0.0.1:$(DEMO_PORT)/docs)"
 	@echo "demo: UI  on http://127.0.0.1:$(UI_PORT); Ctrl-C stops both"
+	@echo "demo: API key and admin token in $(DEMO_DIR)/api_key and $(DEMO_DIR)/admin_token"
 	@trap 'kill 0' INT TERM EXIT; \
+	  export MOVIEREC_API_KEY=$$(cat $(DEMO_DIR)/api_key) MOVIEREC_ADMIN_TOKEN=$$(cat $(DEMO_DIR)/admin_token); \
 	  $(BIN)/movierec serve --host 127.0.0.1 --port $(DEMO_PORT) & \
 	  MOVIEREC_API_URL=http://127.0.0.1:$(DEMO_PORT) $(BIN)/movierec ui --port $(UI_PORT) & \
 	  wait

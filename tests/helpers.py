@@ -52,14 +52,20 @@ def wait_until_ok(
 
 
 class Server:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
         self.home = home
+        self.env = env or {}
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "MOVIEREC_HOME": str(self.home), "MOVIEREC_ADMIN_TOKEN": TOKEN}
+        env = {
+            **os.environ,
+            "MOVIEREC_HOME": str(self.home),
+            "MOVIEREC_ADMIN_TOKEN": TOKEN,
+            **self.env,
+        }
         self.proc = subprocess.Popen(
             [
                 sys.executable,

@@ -6,8 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from movierec.redact import register_secret
 
 GROUPLENS_MIRROR = "https://files.grouplens.org/datasets/movielens"
 
@@ -37,10 +39,10 @@ class Settings(BaseSettings):
         default=True, description="Refuse a downloaded zip whose checksum cannot be checked."
     )
     download_timeout_s: float = Field(default=60.0, gt=0)
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         default=None,
         description="SQLAlchemy URL of a PostgreSQL / MySQL store; "
-        "unset = embedded Parquet + DuckDB.",
+        "unset = embedded Parquet + DuckDB (a secret: never logged or served).",
     )
     dedup_keep: Literal["latest", "first"] = Field(
         default="latest",
@@ -54,9 +56,43 @@ class Settings(BaseSettings):
         default=10_000, ge=0, description="Rejects listed in a JSON report (all go to the file)."
     )
     log_level: str = Field(default="WARNING", description="Logging level of the CLI.")
-    admin_token: str | None = Field(
-        default=None, description="Bearer token of the /admin endpoints (unset: admin disabled)."
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the admin endpoints: /admin/*, /model, /debug/* "
+        "(unset: admin disabled).",
     )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Key writing routes (POST /feedback) need in an X-API-Key header; the "
+        "admin token works too. Unset: writes are open (the service warns at start-up).",
+    )
+    max_batch_users: int = Field(
+        default=1000, ge=1, description="Most users in one POST /recommend/batch."
+    )
+    max_batch_items: int = Field(
+        default=50_000,
+        ge=1,
+        description="Most users × k in one POST /recommend/batch (refused with 422 before work).",
+    )
+    max_response_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest answer a request may ask for (estimated before work; 422 above).",
+    )
+    work_slots: int = Field(
+        default=2, ge=1, description="Expensive requests (scoring) computed at once per worker."
+    )
+    work_queue: int = Field(
+        default=32,
+        ge=0,
+        description="Expensive requests waiting for a slot; more are refused with 503.",
+    )
+    answer_cache_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Byte budget of the per-worker answer cache (least recently used go first).",
+    )
+
     fallback_chain: tuple[str, ...] = Field(
         default=("popularity",), description="Strategies tried, in order, for unknown users."
     )
@@ -69,9 +105,10 @@ class Settings(BaseSettings):
         description="Strategies warmed besides the default one (when the bundle has them).",
     )
     bundle_retention: int = Field(default=5, ge=2, description="Bundle versions kept on disk.")
-    mlflow_uri: str | None = Field(
+    mlflow_uri: SecretStr | None = Field(
         default=None,
-        description="MLflow tracking server URI (unset: sqlite database under home).",
+        description="MLflow tracking server URI (unset: sqlite database under home; a secret: "
+        "it may hold a password).",
     )
     mlflow_experiment: str = Field(default="movierec", description="MLflow experiment name.")
     registered_model: str = Field(default="movierec", description="MLflow registered model.")
@@ -105,6 +142,18 @@ class Settings(BaseSettings):
     reload_poll_s: float = Field(
         default=2.0, ge=0, description="How often the service checks CURRENT (0 = never)."
     )
+
+    @model_validator(mode="after")
+    def _register_secrets(self) -> Settings:
+        for secret in (self.admin_token, self.api_key):
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+        return self
+
+    @staticmethod
+    def reveal(secret: SecretStr | None) -> str | None:
+        """The value of a secret setting (for the one place that must use it)."""
+        return secret.get_secret_value() if secret is not None else None
 
     @property
     def train_interval_s(self) -> float:

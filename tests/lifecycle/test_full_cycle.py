@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.db]
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 TOKEN = "cycle-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_full_cycle(mlflow_server: str, data_dir: Path, tmp_path: Path) -> None:
     assert tracker.uri == mlflow_server and tracker.alias_version(CHAMPION) == "1"
 
     with TestClient(create_app(s)) as client:
-        model = client.get("/model").json()
+        model = client.get("/model", headers=ADMIN).json()
         assert model["version"] == v1.version and model["mlflow_run_id"] == v1.run_id
         # feedback arrives through the API
         user = 1
@@ -110,7 +111,7 @@ def test_full_cycle(mlflow_server: str, data_dir: Path, tmp_path: Path) -> None:
             v2.decision["challenger_value"]
         )
         assert v2.promoted  # same config on fresher data ties, min_improve 0: deployed
-        wait_for(lambda: client.get("/model").json()["version"] == v2.version)
+        wait_for(lambda: client.get("/model", headers=ADMIN).json()["version"] == v2.version)
         resp = client.get(f"/recommend/user/{user}?k=5")
         assert resp.headers["X-Model-Version"] == v2.version
         assert resp.headers["X-MLflow-Run"] == v2.run_id
@@ -127,6 +128,6 @@ def test_full_cycle(mlflow_server: str, data_dir: Path, tmp_path: Path) -> None:
         # rollback brings v1 back and the service serves it
         version, bundle = rollback(s)
         assert version == "1" and bundle == v1.version
-        wait_for(lambda: client.get("/model").json()["version"] == v1.version)
+        wait_for(lambda: client.get("/model", headers=ADMIN).json()["version"] == v1.version)
         assert client.get("/recommend/user/2?k=3").headers["X-MLflow-Run"] == v1.run_id
         assert tracker.alias_version(CHAMPION) == "1"

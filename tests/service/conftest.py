@@ -12,6 +12,8 @@ from movierec.service.app import create_app
 from movierec.settings import Settings
 from tests.helpers import TOKEN
 
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
 FAST = {"als": {"factors": 8, "iterations": 3}, "mf": {"factors": 4, "iterations": 3}}
 
 
@@ -45,4 +47,4 @@ def client(settings_for: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def known_user(client: TestClient) -> int:
-    return int(client.get("/model").json()["n_users"] and 1)
+    return int(client.get("/model", headers=ADMIN).json()["n_users"] and 1)

@@ -29,7 +29,7 @@ def test_health_ready_and_model(client: TestClient) -> None:
     assert ready["ready"] and ready["users"] > 50 and ready["items"] > 100
     assert ready["default_strategy"] == "ease"
     assert set(ready["strategies"]) == {"popularity", "itemknn", "als", "ease", "mf", "ranked"}
-    model = client.get("/model").json()
+    model = client.get("/model", headers=ADMIN).json()
     assert model["version"] == ready["model_version"]
     assert len(model["data_fingerprint"]["sha256"]) == 64 and "files" not in model
     assert client.get("/openapi.json").status_code == 200 and client.get("/docs").status_code == 200

@@ -12,6 +12,7 @@ from rich.logging import RichHandler
 from movierec.cli import evaluate, lifecycle, serve
 from movierec.cli.console import DEBUG, err
 from movierec.cli.data import data_app
+from movierec.redact import install_log_redaction
 from movierec.settings import get_settings
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ def _setup(
         format="%(message)s",
         handlers=[RichHandler(console=err, show_path=False, markup=False)],
     )
+    install_log_redaction()
 
 
 def main() -> None:

@@ -29,8 +29,8 @@ from rich.table import Table
 
 from movierec.errors import MovierecError, RejectRateExceededError
 
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, emoji=False, highlight=False)
+out = Console(emoji=False, highlight=False)
 logger = logging.getLogger("movierec.cli")
 
 #: Exit codes: 2 for errors of input, data or state; 3 when a reject rate was exceeded.

@@ -231,10 +231,8 @@ class ParquetStore(Store):
         try:
             for name in TABLES:
                 p = self.path(name)
-                if p.exists():
-                    con.execute(
-                        f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{p.as_posix()}')"
-                    )
+                if p.exists():  # no SQL text: the path is an argument, never quoted into SQL
+                    con.read_parquet(str(p)).create_view(name)
             yield con
         finally:
             con.close()
@@ -387,6 +385,7 @@ class SqlStore(Store):
 
 def open_store(settings: Settings) -> Store:
     """The configured store: SQL when ``MOVIEREC_DATABASE_URL`` is set, else Parquet under home."""
-    if settings.database_url:
-        return SqlStore(settings.database_url)
+    url = settings.reveal(settings.database_url)
+    if url:
+        return SqlStore(url)
     return ParquetStore(settings.store_dir)

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from movierec.data.dedup import DedupKeep, deduplicate, describe_dedup
@@ -29,6 +30,10 @@ from movierec.errors import InvalidDataError
 logger = logging.getLogger(__name__)
 
 _SEP = "\x1f"  # stands in for multi-character delimiters such as "::"
+#: Longest field accepted (bytes); a longer one makes its row a reject, never an error.
+MAX_FIELD_BYTES = 65_536
+#: Longest line accepted (bytes).
+MAX_LINE_BYTES = 4 * MAX_FIELD_BYTES
 
 
 @dataclass(frozen=True)
@@ -55,11 +60,22 @@ def _read_header(f: BinaryIO, fmt: FileFormat, source: str) -> int:
     found = tuple(h.strip().strip('"') for h in text.split(fmt.delimiter))
     if found != fmt.header:
         raise InvalidDataError(
-            f"bad header: expected {','.join(fmt.header)!r}, found {text!r}",
+            f"bad header: expected {','.join(fmt.header)!r}, found {text[:200]!r}",
             source=source,
             line=1,
         )
     return 1
+
+
+def _skip_line(f: BinaryIO) -> bytes:
+    """Read past the end of the current line; return what follows it in the last read."""
+    while True:
+        chunk = f.read(1 << 20)
+        if not chunk:
+            return b""
+        nl = chunk.find(b"\n")
+        if nl >= 0:
+            return chunk[nl + 1 :]
 
 
 def _blocks(path: Path, fmt: FileFormat, chunk_bytes: int) -> Iterator[tuple[int, memoryview, int]]:
@@ -75,6 +91,8 @@ def _blocks(path: Path, fmt: FileFormat, chunk_bytes: int) -> Iterator[tuple[int
         buf = bytearray(chunk_bytes)
         carry = b""
         while True:
+            if len(carry) >= len(buf):
+                buf = bytearray(2 * len(carry))
             view = memoryview(buf)
             view[: len(carry)] = carry
             n = f.readinto(view[len(carry) :])
@@ -82,6 +100,12 @@ def _blocks(path: Path, fmt: FileFormat, chunk_bytes: int) -> Iterator[tuple[int
             if total == 0:
                 return
             end = total if n == 0 else buf.rfind(b"\n", 0, total) + 1
+            if end == 0 and total > MAX_LINE_BYTES:
+                # an overlong line: keep its head (rejected as too long), skip the rest of it
+                yield line_no, memoryview(bytes(view[: MAX_LINE_BYTES + 1]) + b"\n"), 1
+                line_no += 1
+                carry = _skip_line(f)
+                continue
             if end == 0:  # one line longer than the buffer: read into a bigger one
                 carry = bytes(view[:total])
                 buf = bytearray(2 * len(buf))
@@ -152,6 +176,10 @@ def _slow_parse(
     for offset, raw in enumerate(raw_lines):
         line_no = first_line + offset
         raw = raw.rstrip(b"\r")
+        if len(raw) > MAX_LINE_BYTES:
+            reason = f"line longer than {MAX_LINE_BYTES} bytes ({len(raw)})"
+            rejects.append(Reject(source, line_no, "*", reason, _clip(raw)))
+            continue
         try:
             text = raw.decode(fmt.encoding)
         except UnicodeDecodeError as e:
@@ -168,10 +196,20 @@ def _slow_parse(
         if text.strip() == "":
             rejects.append(Reject(source, line_no, "*", "empty line", text))
             continue
-        if fmt.quoted:
-            fields = next(csv.reader([text], delimiter=fmt.delimiter), [])
-        else:
-            fields = text.split(fmt.delimiter)
+        try:
+            fields = (
+                next(csv.reader([text], delimiter=fmt.delimiter), [])
+                if fmt.quoted
+                else text.split(fmt.delimiter)
+            )
+        except csv.Error as e:
+            rejects.append(Reject(source, line_no, "*", f"unparseable CSV: {e}", _clip(raw)))
+            continue
+        long = next((f for f in fields if len(f.encode()) > MAX_FIELD_BYTES), None)
+        if long is not None:
+            reason = f"field longer than {MAX_FIELD_BYTES} bytes ({len(long.encode())})"
+            rejects.append(Reject(source, line_no, "*", reason, _clip(raw)))
+            continue
         if len(fields) != len(fmt.columns):
             rejects.append(
                 Reject(
@@ -202,6 +240,22 @@ def _slow_parse(
         lines.append(line_no)
     table = pa.table({c: pa.array(cols[c], type=fmt.types[c]) for c in fmt.columns})
     return table, np.asarray(lines, dtype=np.int64)
+
+
+def _clip(raw: bytes) -> str:
+    """A raw line as it goes into a reject record: decoded leniently, at most 200 characters."""
+    text = raw[:800].decode("utf-8", "replace")
+    return text if len(text) <= 200 and len(raw) <= 800 else text[:200] + "..."
+
+
+def _too_long(t: pa.Table) -> bool:
+    """Whether any string field exceeds :data:`MAX_FIELD_BYTES` (the slow path rejects it)."""
+    for col in t.columns:
+        if pa.types.is_string(col.type) and col.length():
+            longest = pc.max(pc.binary_length(col)).as_py()
+            if longest is not None and longest > MAX_FIELD_BYTES:
+                return True
+    return False
 
 
 def _null_problems(t: pa.Table, fmt: FileFormat) -> np.ndarray:
@@ -259,6 +313,8 @@ def validate_file(
             null_bad = _null_problems(raw, fmt)
             if null_bad.any():
                 raise pa.ArrowInvalid("missing values")
+            if _too_long(raw):
+                raise pa.ArrowInvalid("field too long")
         except (pa.ArrowInvalid, UnicodeDecodeError):
             raw, lines = _slow_parse(block, first_line, fmt, src, rejects)
         canon = fmt.to_canonical(raw)

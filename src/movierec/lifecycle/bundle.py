@@ -2,8 +2,10 @@
 
 Publish order (as Gorse does it): write the new version under a temporary name, fsync every
 file, rename it to its version, then replace ``CURRENT`` atomically, then prune old versions.
-A crash at any point leaves ``CURRENT`` naming a complete bundle. Loading verifies the sha256
-of every file listed in ``manifest.json``; a bundle that does not verify is refused.
+A crash at any point leaves ``CURRENT`` naming a complete bundle. Loading verifies completely:
+plain version, strategy and file names only, every file on disk listed in ``manifest.json``
+and matching its sha256; a bundle that does not verify is refused with a message that names
+no absolute path.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -28,12 +31,21 @@ from movierec.data.vocab import Vocabulary
 from movierec.errors import MovierecError
 from movierec.hashing import file_digest
 from movierec.models.base import Recommender
+from movierec.redact import redact_any
 from movierec.strategies import load
 
 logger = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = 1
 CURRENT = "CURRENT"
+#: A bundle version: the folder name publish_bundle gives (no separators, no "..").
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: One path component of a file inside a bundle.
+_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+#: A strategy name as bundles store it.
+STRATEGY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MANIFEST = "manifest.json"
 
 
 class BundleError(MovierecError):
@@ -108,8 +120,8 @@ def list_versions(root: Path) -> list[str]:
 
 def set_current(root: Path, version: str) -> None:
     """Point ``CURRENT`` at an existing version atomically (write, fsync, rename, fsync dir)."""
-    if not (root / version / "manifest.json").exists():
-        raise BundleError(f"no bundle {version} under {root}")
+    if not (root / check_version(version) / MANIFEST).exists():
+        raise BundleError(f"no bundle {version}")
     tmp = root / f".{CURRENT}.{uuid.uuid4().hex[:8]}"
     with tmp.open("w") as f:
         f.write(version + "\n")
@@ -175,9 +187,9 @@ def publish_bundle(
             "n_users": len(users),
             "n_items": len(items),
             "files": {str(p.relative_to(tmp)): file_digest(p) for p in files},
-            **(extra or {}),
+            **redact_any(extra or {}),
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _fsync_tree(tmp)
         os.rename(tmp, root / version)
         _fsync_dir(root)
@@ -204,28 +216,87 @@ def prune(root: Path, retention: int, keep: set[str] | None = None) -> list[str]
     return removable
 
 
+def check_version(version: str) -> str:
+    """``version`` when it is a plain bundle name.
+
+    Raises:
+        BundleError: Anything else (separators, ``..``, empty, too long).
+    """
+    if not VERSION_PATTERN.fullmatch(version) or ".." in version:
+        raise BundleError(f"not a bundle version: {version[:80]!r}")
+    return version
+
+
+def _check_files(version: str, path: Path, listed: Any) -> None:
+    """Every file on disk is listed, every listed file exists under its exact digest."""
+    if not isinstance(listed, dict) or not listed:
+        raise BundleError(f"bundle {version}: manifest 'files' must be a non-empty mapping")
+    for rel, digest in listed.items():
+        parts = rel.split("/") if isinstance(rel, str) else []
+        if not parts or not all(_PART.fullmatch(p) and p != ".." for p in parts):
+            raise BundleError(
+                f"bundle {version}: a file name in the manifest is not a plain relative path"
+            )
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise BundleError(f"bundle {version}: bad digest for {rel}")
+    on_disk: set[str] = set()
+    for p in path.rglob("*"):
+        if p.is_symlink():
+            raise BundleError(f"bundle {version}: links are not allowed ({p.relative_to(path)})")
+        rel = p.relative_to(path).as_posix()
+        if p.is_file() and rel != MANIFEST:
+            on_disk.add(rel)
+    unlisted = sorted(on_disk - set(listed))
+    if unlisted:
+        raise BundleError(f"bundle {version}: files not in the manifest: {unlisted[:5]}")
+    for rel, digest in listed.items():
+        if rel not in on_disk:
+            raise BundleError(f"bundle {version}: missing file {rel}")
+        if file_digest(path / rel) != digest:
+            raise BundleError(f"bundle {version}: checksum mismatch for {rel}")
+
+
+def read_manifest(root: Path, version: str) -> dict[str, Any]:
+    """The verified manifest of a bundle: strict names, and every file accounted for.
+
+    Raises:
+        BundleError: Bad version name, unreadable manifest, unknown format, a strategy or file
+            name that is not plain, an unlisted, missing or changed file. Messages name the
+            version and relative paths only.
+    """
+    path = root / check_version(version)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        reason = type(e).__name__ if isinstance(e, OSError) else str(e)[:200]
+        raise BundleError(f"bundle {version}: unreadable manifest ({reason})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        fmt = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BundleError(f"bundle {version}: unknown format {fmt!r}")
+    strategies = manifest.get("strategies")
+    if not isinstance(strategies, dict) or not strategies:
+        raise BundleError(f"bundle {version}: manifest 'strategies' must be a non-empty mapping")
+    for name in strategies:
+        if not STRATEGY_PATTERN.fullmatch(str(name)):
+            raise BundleError(f"bundle {version}: strategy name {str(name)[:80]!r} is not allowed")
+    if manifest.get("default_strategy") not in strategies:
+        raise BundleError(f"bundle {version}: default strategy is not in the bundle")
+    _check_files(version, path, manifest.get("files"))
+    return manifest
+
+
 def load_bundle(root: Path, version: str | None = None) -> Bundle:
     """Load and verify a bundle (default: the current one).
 
     Raises:
-        BundleError: No bundle, unknown format, missing file or checksum mismatch.
+        BundleError: No bundle, or one that does not verify (see :func:`read_manifest`) or
+            does not load.
     """
     version = version or current_version(root)
     if version is None:
-        raise BundleError(f"no bundle published under {root} (run `movierec train`)")
+        raise BundleError("no bundle published yet (run `movierec train`)")
+    manifest = read_manifest(root, version)
     path = root / version
-    try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except (OSError, ValueError) as e:
-        raise BundleError(f"bundle {version}: unreadable manifest: {e}") from e
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"bundle {version}: unknown format {manifest.get('format')!r}")
-    for rel, digest in manifest.get("files", {}).items():
-        f = path / rel
-        if not f.is_file():
-            raise BundleError(f"bundle {version}: missing file {rel}")
-        if file_digest(f) != digest:
-            raise BundleError(f"bundle {version}: checksum mismatch for {rel}")
     t0 = time.perf_counter()
     try:
         with np.load(path / "vocab.npz", allow_pickle=False) as v:
@@ -233,9 +304,23 @@ def load_bundle(root: Path, version: str | None = None) -> Bundle:
         models = {n: load(path / "models" / n) for n in manifest["strategies"]}
         movies = pq.read_table(path / "movies.parquet")
     except Exception as e:  # a bundle that verifies but does not load is refused too
-        raise BundleError(f"bundle {version}: cannot load: {e}") from e
+        reason = str(e).replace(str(path), version)[:300]
+        raise BundleError(f"bundle {version}: cannot load: {reason}") from e
     for name, model in models.items():
         if model.n_users != len(users) or model.n_items != len(items):
             raise BundleError(f"bundle {version}: model {name} does not match the vocabularies")
     logger.info("loaded bundle %s in %.2f s", version, time.perf_counter() - t0)
     return Bundle(version, path, manifest, models, users, items, movies)
+
+
+def newest_verified(root: Path, skip: set[str]) -> str | None:
+    """The newest version (not in ``skip``) whose files verify, or None."""
+    for version in reversed(list_versions(root)):
+        if version in skip:
+            continue
+        try:
+            read_manifest(root, version)
+        except BundleError:
+            continue
+        return version
+    return None

@@ -208,7 +208,8 @@ def notify_service(settings: Settings) -> bool:
     """Ask a running service to reload now (it also polls CURRENT); False when unreachable."""
     if not settings.service_url:
         return False
-    headers = {"Authorization": f"Bearer {settings.admin_token}"} if settings.admin_token else {}
+    token = settings.reveal(settings.admin_token)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         r = httpx.post(
             f"{settings.service_url.rstrip('/')}/admin/reload-model", headers=headers, timeout=60

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from movierec.errors import MovierecError
+from movierec.redact import redact
 from movierec.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -75,15 +76,17 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.settings = settings
-        self.uri = settings.mlflow_uri or f"sqlite:///{settings.mlflow_db.resolve()}"
+        self.uri = (
+            settings.reveal(settings.mlflow_uri) or f"sqlite:///{settings.mlflow_db.resolve()}"
+        )
         settings.home.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.model_name = settings.registered_model
         exp = self.client.get_experiment_by_name(settings.mlflow_experiment)
         if exp is None:
-            location = (
-                None if settings.mlflow_uri else (settings.home / "mlartifacts").resolve().as_uri()
-            )
+            # a tracking server keeps its own artifacts; any other backend keeps them under home
+            served = self.uri.startswith(("http://", "https://"))
+            location = None if served else (settings.home / "mlartifacts").resolve().as_uri()
             self.experiment_id = self.client.create_experiment(
                 settings.mlflow_experiment, artifact_location=location
             )
@@ -93,7 +96,9 @@ class Tracker:
     # -------------------------------------------------------------------- runs
     def start_run(self, name: str, tags: dict[str, str]) -> str:
         """Create a run; return its id."""
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={k: redact(v) for k, v in tags.items()}
+        )
         return str(run.info.run_id)
 
     def log(
@@ -108,13 +113,13 @@ class Tracker:
         from mlflow.entities import Metric, Param, RunTag
 
         ts = int(time.time() * 1000)
-        ps = [Param(k, v[:6000]) for k, v in flatten("", params or {}).items()]
+        ps = [Param(k, redact(v)[:6000]) for k, v in flatten("", params or {}).items()]
         ms = [
             Metric(metric_key(k), float(v), ts, 0)
             for k, v in (metrics or {}).items()
             if isinstance(v, int | float) and not isinstance(v, bool)
         ]
-        tg = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        tg = [RunTag(k, redact(str(v))) for k, v in (tags or {}).items()]
         for start in range(0, max(len(ps), len(ms), len(tg), 1), 100):
             self.client.log_batch(
                 run_id,

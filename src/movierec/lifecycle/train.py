@@ -137,7 +137,7 @@ def train_and_publish(
     tables = load_tables(dataset, settings, data_dir)
     fb_counts: dict[str, int] = {"events": 0}
     if use_feedback:
-        fb = FeedbackStore.for_settings(settings.home, settings.database_url)
+        fb = FeedbackStore.for_settings(settings.home, settings.reveal(settings.database_url))
         try:
             ratings, fb_counts = merge_feedback(tables.ratings, fb.since(0.0))
         finally:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,15 +20,17 @@ from movierec import __version__
 from movierec.data.feedback import FeedbackStore
 from movierec.errors import InvalidDataError, MovierecError
 from movierec.lifecycle.bundle import BundleError
+from movierec.redact import install_log_redaction, redact
 from movierec.service.catalog import UnknownMovieError
 from movierec.service.engine import UnknownStrategyError
 from movierec.service.metrics import LATENCY, MODEL_INFO, REQUESTS
-from movierec.service.render import headers as render_headers
 from movierec.service.routes import catalog, recommend, system
 from movierec.service.state import ServiceState
 from movierec.settings import Settings, get_settings
 
 access_log = logging.getLogger("movierec.access")
+error_log = logging.getLogger("movierec.errors")
+logger = logging.getLogger(__name__)
 
 #: Typed errors -> HTTP status, in one place.
 ERROR_STATUS: dict[type[MovierecError], int] = {
@@ -43,17 +48,23 @@ class _BodyTooLargeError(HTTPException):
         super().__init__(413, detail=f"request body larger than {limit} bytes")
 
 
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+
+
 class GuardAndMeasure:
-    """Pure ASGI middleware: body-size limit (413), Prometheus metrics, JSON access log.
+    """Pure ASGI middleware: body-size limit (413), request ids, 5xx capture, metrics, log.
 
     The limit applies to the declared ``content-length`` and to the bytes actually received,
-    so a chunked upload cannot get around it.
+    so a chunked upload cannot get around it. Every response carries ``X-Request-ID`` (the
+    client's, when well formed, else a new one). An exception that escapes a route becomes a
+    500 whose body names only the request id; it is counted on ``/metrics`` and written to the
+    access log and the error log (with the traceback) under that id. Paths are never parsed
+    here: FastAPI's router is the only one.
     """
 
-    def __init__(self, app: ASGIApp, max_body: int, owner: FastAPI | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
         self.max_body = max_body
-        self.owner = owner
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,7 +76,10 @@ class GuardAndMeasure:
         status = 500
         version: str | None = None
         started = False
-        length = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        given = headers.get(b"x-request-id", b"")
+        rid = given.decode() if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
         received = 0
 
         async def limited_receive() -> Message:
@@ -85,15 +99,10 @@ class GuardAndMeasure:
                 for k, v in message.get("headers", []):
                     if k == b"x-model-version":
                         version = v.decode()
+                message = {**message, "headers": [*message.get("headers", []), _rid(rid)]}
             await send(message)
 
         try:
-            fast = self._fast_answer(scope)
-            if fast is not None:
-                path = "/recommend/user/{user_id}"
-                await fast(scope, receive, measured_send)
-                self._observe(scope["method"], path, status, time.perf_counter() - t0, version)
-                return
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 raise _BodyTooLargeError(self.max_body)
             bodiless = scope["method"] in ("GET", "HEAD") and length is None
@@ -105,6 +114,16 @@ class GuardAndMeasure:
                 {"detail": f"request body larger than {self.max_body} bytes"}, status_code=413
             )
             await response(scope, receive, measured_send)
+        except Exception:
+            error_log.exception(
+                "request %s %s failed (request id %s)", scope["method"], scope["path"], rid
+            )
+            if not started:
+                response = JSONResponse(
+                    {"detail": "internal error", "request_id": rid}, status_code=500
+                )
+                await response(scope, receive, measured_send)
+            status = 500
         route = scope.get("route")
         self._observe(
             scope["method"],
@@ -112,49 +131,11 @@ class GuardAndMeasure:
             status,
             time.perf_counter() - t0,
             version,
+            rid,
         )
 
-    def _fast_answer(self, scope: Scope) -> Response | None:
-        """The pre-rendered answer of ``GET /recommend/user/{id}[?k=N][&strategy=S]``, if any.
-
-        Only the plain form qualifies: a known user without feedback since training, a
-        pre-rendered strategy (the default and the warmed ones), no other parameter. Anything
-        else goes through FastAPI as usual, so the bytes sent here are exactly those the route
-        would send.
-        """
-        if scope["method"] != "GET" or self.owner is None:
-            return None
-        path: str = scope["path"]
-        if not path.startswith("/recommend/user/"):
-            return None
-        uid = path[16:]
-        if not uid.isdigit() or len(uid) > 10:
-            return None
-        query: bytes = scope.get("query_string", b"")
-        k, strategy = 10, None
-        if query:
-            if len(query) > 40:
-                return None
-            for part in query.split(b"&"):
-                name, _, value = part.partition(b"=")
-                if name == b"k" and value.isdigit() and len(value) <= 3:
-                    k = int(value)
-                elif name == b"strategy" and value.isalpha() and strategy is None:
-                    strategy = value.decode()
-                else:
-                    return None
-        state: ServiceState | None = getattr(self.owner.state, "movierec", None)
-        if state is None or state.engine is None or not 1 <= k <= 500:
-            return None
-        engine = state.engine
-        key = state.plain_key(int(uid), strategy or engine.bundle.default_strategy, k)
-        body = engine.cached_response(key) if key is not None else None
-        if body is None:
-            return None
-        return Response(body, media_type="application/json", headers=render_headers(engine))
-
     def _observe(
-        self, method: str, path: str, status: int, elapsed: float, version: str | None
+        self, method: str, path: str, status: int, elapsed: float, version: str | None, rid: str
     ) -> None:
         """Count, time and (when enabled) log one request."""
         key = (method, path, status)
@@ -164,8 +145,9 @@ class GuardAndMeasure:
             self._children[key] = children
         children[0].inc()
         children[1].observe(elapsed)
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
+        if access_log.isEnabledFor(logging.INFO) or status >= 500:
+            access_log.log(
+                logging.ERROR if status >= 500 else logging.INFO,
                 json.dumps(
                     {
                         "method": method,
@@ -173,9 +155,39 @@ class GuardAndMeasure:
                         "status": status,
                         "ms": round(elapsed * 1000, 3),
                         "model_version": version,
+                        "request_id": rid,
                     }
-                )
+                ),
             )
+
+
+def _rid(rid: str) -> tuple[bytes, bytes]:
+    return (b"x-request-id", rid.encode())
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """A value quoted in an error body: its repr, at most ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 whose body is always serialisable.
+
+    Each error gives its location, message and the input quoted as text and shortened: never
+    a raw float NaN (not JSON) or a megabyte of echoed input.
+    """
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {
+            "loc": [str(x)[:100] for x in e.get("loc", ())],
+            "msg": str(e.get("msg", ""))[:300],
+            "type": str(e.get("type", "")),
+            "input": _short(e.get("input")),
+        }
+        for e in errors[:20]
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -184,7 +196,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s = settings or get_settings()
-        store = FeedbackStore.for_settings(s.home, s.database_url)
+        store = FeedbackStore.for_settings(s.home, s.reveal(s.database_url))
+        install_log_redaction()
+        if s.api_key is None:
+            logger.warning(
+                "writes are open: POST /feedback needs no credential (set MOVIEREC_API_KEY)"
+            )
         state = ServiceState(settings=s, feedback=store)
         state.try_load_current()
         if state.engine is not None:
@@ -204,14 +221,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
-    app.add_middleware(
-        GuardAndMeasure, max_body=(settings or get_settings()).max_body_bytes, owner=app
-    )
+    app.add_middleware(GuardAndMeasure, max_body=(settings or get_settings()).max_body_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error)
 
     @app.exception_handler(MovierecError)
     async def typed_error(request: Request, exc: MovierecError) -> JSONResponse:
         status = next((c for t, c in ERROR_STATUS.items() if isinstance(exc, t)), 400)
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": redact(str(exc))[:1000]}, status_code=status)
 
     app.include_router(recommend.router)  # the hottest routes are matched first
     app.include_router(catalog.router)

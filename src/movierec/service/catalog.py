@@ -13,6 +13,8 @@ from movierec.lifecycle.bundle import Bundle
 
 #: The most popular items, called "trending" in explanations.
 TRENDING_TOP = 50
+#: JSON bytes of an item besides its title and genres (keys, ids, year, score, source).
+ITEM_JSON_OVERHEAD = 160
 
 
 class UnknownMovieError(MovierecError):
@@ -50,6 +52,11 @@ class MovieCatalog:
         if "tmdb_id" in m.column_names:
             tm = m["tmdb_id"].to_pylist()
             self.tmdb = {int(i): int(t) for i, t in zip(ids, tm, strict=True) if t is not None}
+        #: Upper bound of one recommended item's JSON size (for work budgets before work).
+        self.max_item_bytes = ITEM_JSON_OVERHEAD + max(
+            (len(t.encode()) + sum(len(x) + 4 for x in g) for t, _, g in self.movies.values()),
+            default=0,
+        )
         self.popularity = popularity
         self.pop_order = np.argsort(-popularity, kind="stable")
         self.trending = set(self.pop_order[:TRENDING_TOP].tolist())

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
+from pydantic import SecretStr
 
 from movierec.service.engine import Engine
 from movierec.service.state import ServiceState
@@ -29,20 +31,64 @@ async def get_engine(state: Annotated[ServiceState, Depends(get_state)]) -> Engi
     return engine_of(state)
 
 
+#: RFC 6750 ``b64token``: the only characters a bearer token or API key may have.
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{1,512}$")
+
+
+def _same(given: str, expected: SecretStr | None) -> bool:
+    """Constant-time comparison of a well-formed credential with a configured secret."""
+    if expected is None:
+        return False
+    return hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+
+
+def _bearer(authorization: str | None) -> str | None:
+    """The token of a well-formed ``Bearer`` header (None when absent or malformed)."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    token = authorization[7:]
+    return token if _TOKEN.fullmatch(token) else None
+
+
 async def require_admin(
     state: Annotated[ServiceState, Depends(get_state)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
-    """Bearer token check: 401 without a token, 403 with a wrong one."""
-    expected = state.settings.admin_token
-    if not authorization or not authorization.startswith("Bearer "):
+    """Bearer token check: 401 without a well-formed token, 403 with a wrong one."""
+    token = _bearer(authorization)
+    if token is None:
         raise HTTPException(
             401,
             detail="admin endpoints need 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if expected is None or not hmac.compare_digest(authorization[7:], expected):
+    if not _same(token, state.settings.admin_token):
         raise HTTPException(403, detail="wrong admin token (or MOVIEREC_ADMIN_TOKEN is unset)")
+
+
+async def require_writer(
+    state: Annotated[ServiceState, Depends(get_state)],
+    x_api_key: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    """Writing routes: the ``X-API-Key`` (or the admin token) when ``MOVIEREC_API_KEY`` is set.
+
+    401 without a well-formed credential, 403 with a wrong one; open when no key is set.
+    """
+    s = state.settings
+    if s.api_key is None:
+        return
+    token = _bearer(authorization)
+    if token is not None and _same(token, s.admin_token):
+        return
+    if x_api_key is None or not _TOKEN.fullmatch(x_api_key):
+        raise HTTPException(
+            401,
+            detail="writing needs an 'X-API-Key' header (MOVIEREC_API_KEY)",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+    if not _same(x_api_key, s.api_key):
+        raise HTTPException(403, detail="wrong API key")
 
 
 def current(request: Request) -> tuple[ServiceState, Engine]:
@@ -54,3 +100,4 @@ def current(request: Request) -> tuple[ServiceState, Engine]:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 AdminDep = Annotated[None, Depends(require_admin)]
+WriterDep = Annotated[None, Depends(require_writer)]

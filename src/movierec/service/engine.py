@@ -9,9 +9,8 @@ leaves their list at once. Unknown users go down the configured fallback chain.
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,6 +21,7 @@ from movierec.lifecycle.bundle import Bundle
 from movierec.models.base import Recommender
 from movierec.models.mf import BiasedMF
 from movierec.models.topk import topk
+from movierec.service.cache import ByteLRU
 from movierec.service.catalog import Item, MovieCatalog
 from movierec.service.explain import explain_items
 from movierec.service.overlay import HistoryOverlay
@@ -54,7 +54,7 @@ class Engine:
         self,
         bundle: Bundle,
         fallback_chain: tuple[str, ...] = ("popularity",),
-        cache_users: int = 200_000,
+        cache_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.bundle = bundle
         self.version = bundle.version
@@ -67,11 +67,9 @@ class Engine:
         self.catalog = MovieCatalog(bundle, pop)
         self.overlay = HistoryOverlay(history, first.history_ts, self.catalog)
         self._user_pos = {int(u): i for i, u in enumerate(bundle.users.ids.tolist())}
-        self._cache: OrderedDict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        #: Serialized JSON bodies of plain answers, by (strategy, user index, k).
-        self.responses: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
-        self._cache_users = cache_users
-        self._lock = threading.Lock()
+        #: Top-N arrays by (strategy, user index) and serialized plain answers by (strategy,
+        #: user index, k), under one byte budget.
+        self.cache: ByteLRU[Any] = ByteLRU(cache_bytes)
 
     # ------------------------------------------------------------------ helpers
     def model(self, strategy: str) -> Recommender:
@@ -99,29 +97,26 @@ class Engine:
 
     def cached_response(self, key: tuple[str, int, int]) -> bytes | None:
         """A serialized plain answer, if one was stored."""
-        return self.responses.get(key)
+        body: bytes | None = self.cache.get(key)
+        return body
 
     def store_response(self, key: tuple[str, int, int], body: bytes) -> None:
-        """Keep a serialized plain answer (bounded like the top-N cache)."""
-        with self._lock:
-            self.responses[key] = body
-            if len(self.responses) > self._cache_users:
-                self.responses.popitem(last=False)
+        """Keep a serialized plain answer (within the cache's byte budget)."""
+        self.cache.put(key, body, len(body))
+
+    def release(self) -> None:
+        """Free the caches (this engine was replaced by a reload)."""
+        self.cache.clear()
 
     # --------------------------------------------------------- recommendations
     def _cached(self, strategy: str, user_idx: int) -> tuple[np.ndarray, np.ndarray]:
         key = (strategy, user_idx)
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                return hit
+        hit: tuple[np.ndarray, np.ndarray] | None = self.cache.get(key)
+        if hit is not None:
+            return hit
         rb = self.model(strategy).recommend([user_idx], CACHE_N)
         value = (rb.items[0], rb.scores[0])
-        with self._lock:
-            self._cache[key] = value
-            if len(self._cache) > self._cache_users:
-                self._cache.popitem(last=False)
+        self.cache.put(key, value, value[0].nbytes + value[1].nbytes)
         return value
 
     def warm(self, strategy: str, batch: int = 512) -> int:
@@ -131,9 +126,9 @@ class Engine:
         for start in range(0, n, batch):
             users = np.arange(start, min(n, start + batch))
             rb = model.recommend(users, CACHE_N)
-            with self._lock:
-                for row, u in enumerate(users.tolist()):
-                    self._cache[(strategy, u)] = (rb.items[row], rb.scores[row])
+            for row, u in enumerate(users.tolist()):
+                value = (rb.items[row], rb.scores[row])
+                self.cache.put((strategy, u), value, value[0].nbytes + value[1].nbytes)
         return n
 
     def scores_for(

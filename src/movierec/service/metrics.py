@@ -28,7 +28,8 @@ CACHE_BYTES = Gauge(
     "movierec_answer_cache_bytes", "Bytes held by the answer caches", registry=REGISTRY
 )
 CACHE_EVICTIONS = Counter(
-    "movierec_answer_cache_evictions_total", "Answers evicted to stay under the byte budget",
+    "movierec_answer_cache_evictions_total",
+    "Answers evicted to stay under the byte budget",
     registry=REGISTRY,
 )
 BUNDLE_FALLBACKS = Counter(

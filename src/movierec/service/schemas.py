@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 Strategy = Literal[
     "als", "ease", "itemknn", "popularity", "mixed", "ranked", "bpr", "genre", "mf", "sequential"
 ]
+
+
+def _ascii_int(value: object) -> object:
+    """Path and query numbers: ASCII digits only (no ``²``, ``٣``, ``1.0``, ``+1`` or spaces)."""
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit() and len(value) <= 12):
+            raise ValueError("must be a whole number written with the digits 0-9")
+        return int(value)
+    return value
+
+
+#: The one id type of JSON bodies: a JSON integer (not a string, not a float) in 1 … 2³¹−1.
+Id = Annotated[int, Strict(), Field(ge=1, lt=2**31)]
+#: The id type of paths and query strings: ASCII digits, 1 … 2³¹−1.
+IdParam = Annotated[int, BeforeValidator(_ascii_int), Field(ge=1, lt=2**31)]
+#: A count in a query string (k, limit): ASCII digits.
+Count = Annotated[int, BeforeValidator(_ascii_int)]
+#: Input models: unknown keys, NaN and infinities are 422.
+INPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MovieOut(BaseModel):
@@ -49,9 +68,15 @@ class RecommendationOut(BaseModel):
 class BatchIn(BaseModel):
     """Many users at once."""
 
-    model_config = ConfigDict(extra="forbid")
-    user_ids: list[int] = Field(min_length=1, max_length=10_000)
-    k: int = Field(default=10, ge=1, le=500)
+    model_config = INPUT
+    user_ids: list[Id] = Field(
+        min_length=1,
+        max_length=10_000,
+        description="At most MOVIEREC_MAX_BATCH_USERS (default 1,000) users, and users × k "
+        "at most MOVIEREC_MAX_BATCH_ITEMS (default 50,000); more is refused with 422 before "
+        "any work.",
+    )
+    k: Annotated[int, Strict()] = Field(default=10, ge=1, le=500)
     strategy: Strategy | None = None
 
 
@@ -65,19 +90,19 @@ class BatchOut(BaseModel):
 class SessionIn(BaseModel):
     """A new user's session: movies they liked and disliked."""
 
-    model_config = ConfigDict(extra="forbid")
-    liked: list[int] = Field(default_factory=list, max_length=1000)
-    disliked: list[int] = Field(default_factory=list, max_length=1000)
-    k: int = Field(default=10, ge=1, le=500)
+    model_config = INPUT
+    liked: list[Id] = Field(default_factory=list, max_length=1000)
+    disliked: list[Id] = Field(default_factory=list, max_length=1000)
+    k: Annotated[int, Strict()] = Field(default=10, ge=1, le=500)
     strategy: Strategy | None = None
 
 
 class FeedbackIn(BaseModel):
     """One feedback event."""
 
-    model_config = ConfigDict(extra="forbid")
-    user_id: int = Field(gt=0, lt=2**31)
-    movie_id: int = Field(gt=0, lt=2**31)
+    model_config = INPUT
+    user_id: Id
+    movie_id: Id
     signal: Literal["like", "dislike", "rating", "watch", "save"]
     value: float | None = Field(
         default=None, description="Rating (0.5-5, half steps) or watch minutes."
@@ -119,5 +144,7 @@ class PredictionOut(BaseModel):
 class ReloadIn(BaseModel):
     """Which version to load (default: the one CURRENT points to)."""
 
-    model_config = ConfigDict(extra="forbid")
-    version: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
+    model_config = INPUT
+    version: str | None = Field(
+        default=None, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+    )

@@ -8,8 +8,16 @@ import time
 from dataclasses import dataclass, field
 
 from movierec.data.feedback import FeedbackStore
-from movierec.lifecycle.bundle import current_version, load_bundle
+from movierec.lifecycle.bundle import (
+    BundleError,
+    current_version,
+    load_bundle,
+    newest_verified,
+    set_current,
+)
 from movierec.service.engine import CACHE_N, Engine
+from movierec.service.limits import WorkLimiter
+from movierec.service.metrics import BUNDLE_FALLBACKS
 from movierec.service.render import prerender
 from movierec.settings import Settings
 
@@ -24,8 +32,12 @@ class ServiceState:
     feedback: FeedbackStore
     engine: Engine | None = None
     started: float = field(default_factory=time.time)
-    reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    reload_lock: threading.RLock = field(default_factory=threading.RLock)
     last_error: str | None = None
+    work: WorkLimiter = field(default_factory=lambda: WorkLimiter(2, 32))
+
+    def __post_init__(self) -> None:
+        self.work = WorkLimiter(self.settings.work_slots, self.settings.work_queue)
 
     def load(self, version: str | None = None) -> Engine:
         """Load, verify and warm a bundle fully, then swap the reference (one assignment).
@@ -35,7 +47,9 @@ class ServiceState:
         """
         with self.reload_lock:
             bundle = load_bundle(self.settings.bundles_dir, version)
-            engine = Engine(bundle, tuple(self.settings.fallback_chain))
+            engine = Engine(
+                bundle, tuple(self.settings.fallback_chain), self.settings.answer_cache_bytes
+            )
             if self.settings.warm_cache:
                 t0 = time.perf_counter()
                 engine.warm(bundle.default_strategy)
@@ -45,8 +59,24 @@ class ServiceState:
                         engine.warm(extra)
                         prerender(engine, extra)
                 logger.info("warmed the top-N cache in %.2f s", time.perf_counter() - t0)
-            self.engine = engine  # the swap: readers see the old or the new engine, never a mix
+            old, self.engine = self.engine, engine  # the swap: readers see old or new, not a mix
+            if old is not None:
+                old.release()
             self.last_error = None
+            return engine
+
+    def pin(self, version: str) -> Engine:
+        """Serve ``version`` and make it ``CURRENT``.
+
+        One rule: a pinned reload moves the pointer, so the poller, other workers and restarts
+        all follow it.
+
+        Raises:
+            BundleError: The version does not verify; nothing changes.
+        """
+        with self.reload_lock:
+            engine = self.load(version)
+            set_current(self.settings.bundles_dir, version)
             return engine
 
     def plain_key(self, user_id: int, strategy: str, k: int) -> tuple[str, int, int] | None:
@@ -78,12 +108,13 @@ class ServiceState:
             while not stop.wait(every_s):
                 cur: str | None = None
                 try:
-                    cur = current_version(self.settings.bundles_dir)
-                    serving = self.engine.version if self.engine is not None else None
-                    if cur is None or cur == serving or cur in failed:
-                        continue
-                    logger.info("CURRENT moved to %s: reloading", cur)
-                    self.load(cur)
+                    with self.reload_lock:  # a pin in progress finishes first
+                        cur = current_version(self.settings.bundles_dir)
+                        serving = self.engine.version if self.engine is not None else None
+                        if cur is None or cur == serving or cur in failed:
+                            continue
+                        logger.info("CURRENT moved to %s: reloading", cur)
+                        self.load(cur)
                 except Exception as e:  # keep serving the old model
                     failed.append(str(cur))
                     self.last_error = str(e)
@@ -93,12 +124,31 @@ class ServiceState:
         return stop
 
     def try_load_current(self) -> None:
-        """Load CURRENT at start-up if there is one; a failure is kept for /ready."""
-        if current_version(self.settings.bundles_dir) is None:
+        """Load CURRENT at start-up; if it does not verify, the newest version that does.
+
+        A fallback is logged as a warning and counted (``movierec_bundle_fallbacks_total``);
+        ``CURRENT`` is left as it is for a person to look at. When nothing loads, the error is
+        kept for /ready and the service still answers /health.
+        """
+        root = self.settings.bundles_dir
+        cur = current_version(root)
+        if cur is None:
             self.last_error = "no model published yet (run `movierec train`)"
             return
+        failed = {cur}
         try:
             self.load()
+            return
         except Exception as e:  # start serving health even when the model cannot load
             self.last_error = str(e)
             logger.error("could not load the current bundle: %s", e)
+        while (older := newest_verified(root, failed)) is not None:
+            try:
+                self.load(older)
+            except BundleError as e:
+                failed.add(older)
+                logger.error("fallback bundle %s does not load either: %s", older, e)
+                continue
+            BUNDLE_FALLBACKS.inc()
+            logger.warning("CURRENT (%s) does not verify: serving %s instead", cur, older)
+            return

@@ -44,7 +44,11 @@ CSS = """
 def client() -> ApiClient:
     """One API client per session."""
     if "client" not in st.session_state:
-        st.session_state.client = ApiClient(API_URL)
+        st.session_state.client = ApiClient(
+            API_URL,
+            api_key=os.environ.get("MOVIEREC_API_KEY"),
+            admin_token=os.environ.get("MOVIEREC_ADMIN_TOKEN"),
+        )
     c: ApiClient = st.session_state.client
     return c
 
@@ -268,8 +272,19 @@ def status_page() -> None:
     if not ready.get("ready"):
         st.warning(ready.get("reason", "no model"))
         return
-    m = client().model()
-    st.subheader(f"Model {m['version']}")
+    st.subheader(f"Model {ready.get('model_version')}")
+    try:
+        m = client().model()
+    except ApiError as e:
+        if e.status not in (401, 403):
+            raise
+        st.info(
+            "Strategies: "
+            + ", ".join(ready.get("strategies", []))
+            + ". The model's details (metrics, MLflow run) are admin-only: start the app with "
+            "MOVIEREC_ADMIN_TOKEN set to see them."
+        )
+        return
     st.write(
         {
             "default strategy": m.get("default_strategy"),

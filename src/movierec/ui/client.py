@@ -101,9 +101,19 @@ def _reclist(d: dict[str, Any]) -> RecList:
 class ApiClient:
     """Blocking client with one connection pool and a short timeout."""
 
-    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 5.0,
+        *,
+        api_key: str | None = None,
+        admin_token: str | None = None,
+    ) -> None:
+        """Args: the API's URL, a timeout, and the credentials writes and admin pages need."""
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._write_headers = {"X-API-Key": api_key} if api_key else {}
+        self._admin_headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -137,8 +147,8 @@ class ApiClient:
             raise
 
     def model(self) -> dict[str, Any]:
-        """``GET /model``: the served bundle's manifest."""
-        return dict(self._call("GET", "/model"))
+        """``GET /model``: the served bundle's manifest (needs the admin token)."""
+        return dict(self._call("GET", "/model", headers=self._admin_headers))
 
     # --------------------------------------------------- recommendations
     def recommend(
@@ -208,4 +218,4 @@ class ApiClient:
         }
         if value is not None:
             body["value"] = value
-        return dict(self._call("POST", "/feedback", json=body))
+        return dict(self._call("POST", "/feedback", json=body, headers=self._write_headers))

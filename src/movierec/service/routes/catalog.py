@@ -6,20 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from movierec.service.deps import EngineDep
+from movierec.service.deps import EngineDep, StateDep
 from movierec.service.render import provenance
 from movierec.service.routes.recommend import K
-from movierec.service.schemas import ItemOut, MovieOut, PredictionOut, Strategy
+from movierec.service.schemas import Count, IdParam, ItemOut, MovieOut, PredictionOut, Strategy
 
 router = APIRouter(tags=["movies"])
-MovieId = Annotated[int, Path(ge=1, lt=2**31, description="MovieLens movie id.")]
+MovieId = Annotated[IdParam, Path(description="MovieLens movie id (ASCII digits).")]
 
 
 @router.get("/movies/search", response_model=list[MovieOut])
 async def search(
     engine: EngineDep,
     q: Annotated[str, Query(min_length=1, max_length=200, description="Part of a title.")],
-    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    limit: Annotated[Count, Query(ge=1, le=100)] = 10,
 ) -> list[MovieOut]:
     """Title search, most popular first."""
     return [MovieOut(**m) for m in engine.catalog.search(q, limit)]
@@ -47,6 +47,7 @@ async def popular(
 async def similar(
     movie_id: MovieId,
     engine: EngineDep,
+    state: StateDep,
     response: Response,
     k: K = 10,
     strategy: Strategy | None = None,
@@ -56,15 +57,16 @@ async def similar(
     name = strategy or (
         "itemknn" if "itemknn" in engine.bundle.models else engine.bundle.default_strategy
     )
-    return [ItemOut(**vars(i)) for i in engine.similar(movie_id, k, name)]
+    items = await state.work.run(engine.similar, movie_id, k, name)
+    return [ItemOut(**vars(i)) for i in items]
 
 
 @router.get("/predict", response_model=PredictionOut)
 async def predict(
     engine: EngineDep,
     response: Response,
-    user_id: Annotated[int, Query(ge=1, lt=2**31)],
-    movie_id: Annotated[int, Query(ge=1, lt=2**31)],
+    user_id: Annotated[IdParam, Query()],
+    movie_id: Annotated[IdParam, Query()],
 ) -> PredictionOut:
     """Predicted rating in [0.5, 5] from the ``mf`` model."""
     provenance(response, engine)

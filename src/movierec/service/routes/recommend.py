@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from movierec.data.feedback import UserFeedback
@@ -16,6 +16,8 @@ from movierec.service.render import provenance
 from movierec.service.schemas import (
     BatchIn,
     BatchOut,
+    Count,
+    IdParam,
     RecommendationOut,
     SessionIn,
     Strategy,
@@ -24,8 +26,8 @@ from movierec.service.state import ServiceState
 
 router = APIRouter(tags=["recommendations"])
 
-K = Annotated[int, Query(ge=1, le=500, description="How many movies.")]
-UserId = Annotated[int, Path(ge=1, lt=2**31, description="MovieLens user id.")]
+K = Annotated[Count, Query(ge=1, le=500, description="How many movies.")]
+UserId = Annotated[IdParam, Path(description="MovieLens user id (ASCII digits, 1 … 2³¹−1).")]
 
 
 def _recommend(
@@ -72,11 +74,13 @@ async def recommend_user(
         # the common case: a known user with no feedback since training, served from bytes
         body = engine.cached_response(key)
         if body is None:
-            out = _recommend(engine, state, user_id, k, name)
+            out = await state.work.run(_recommend, engine, state, user_id, k, name)
             body = out.model_dump_json().encode()
             engine.store_response(key, body)
         return Response(body, media_type="application/json", headers=_headers(engine))
-    out = _recommend(engine, state, user_id, k, strategy, exclude_seen, explain, alpha)
+    out = await state.work.run(
+        _recommend, engine, state, user_id, k, strategy, exclude_seen, explain, alpha
+    )
     return Response(out.model_dump_json(), media_type="application/json", headers=_headers(engine))
 
 
@@ -94,7 +98,9 @@ async def recommend_mixed(
 ) -> RecommendationOut:
     """The model/popularity blend: ``alpha · model + (1 - alpha) · popularity`` (min-max scaled)."""
     provenance(response, engine)
-    return _recommend(engine, state, user_id, k, "mixed", True, explain, alpha)
+    return await state.work.run(
+        _recommend, engine, state, user_id, k, "mixed", True, explain, alpha
+    )
 
 
 @router.get("/recommend", response_model=RecommendationOut)
@@ -102,36 +108,77 @@ async def recommend_query(
     engine: EngineDep,
     state: StateDep,
     response: Response,
-    user_id: Annotated[int, Query(ge=1, lt=2**31)],
+    user_id: Annotated[IdParam, Query()],
     k: K = 10,
     strategy: Strategy | None = None,
 ) -> RecommendationOut:
     """The query form: ``/recommend?user_id=1&k=10``."""
     provenance(response, engine)
-    return _recommend(engine, state, user_id, k, strategy)
+    return await state.work.run(_recommend, engine, state, user_id, k, strategy)
 
 
 @router.get("/recommend/{user_id}", response_class=PlainTextResponse)
 async def recommend_plain(user_id: UserId, engine: EngineDep, state: StateDep) -> PlainTextResponse:
     """Up to 20 comma-separated movie ids on one line (the stream-course contract)."""
-    out = _recommend(engine, state, user_id, 20, None)
+    out = await state.work.run(_recommend, engine, state, user_id, 20, None)
     body = ",".join(str(i.movie_id) for i in out.items)
     resp = PlainTextResponse(body)
     provenance(resp, engine)
     return resp
 
 
-@router.post("/recommend/batch", response_model=BatchOut)
-def recommend_batch(body: BatchIn, engine: EngineDep, response: Response) -> BatchOut:
-    """Many users at once: known users are scored as one matrix product."""
+@router.post(
+    "/recommend/batch",
+    response_model=BatchOut,
+    responses={422: {"description": "Invalid body, or a batch over the work budget."}},
+)
+async def recommend_batch(
+    body: BatchIn, engine: EngineDep, state: StateDep, response: Response
+) -> BatchOut:
+    """Many users at once: known users are scored as one matrix product.
+
+    Bounded before any work: at most ``MOVIEREC_MAX_BATCH_USERS`` users, users × k at most
+    ``MOVIEREC_MAX_BATCH_ITEMS``, and an answer of at most ``MOVIEREC_MAX_RESPONSE_BYTES``.
+    """
+    check_budget(state, engine, len(body.user_ids), body.k)
     provenance(response, engine)
-    answers = engine.batch(body.user_ids, body.k, body.strategy or engine.bundle.default_strategy)
-    return BatchOut(model_version=engine.version, results=[_out(engine, a, False) for a in answers])
+    name = body.strategy or engine.bundle.default_strategy
+
+    def run() -> BatchOut:
+        answers = engine.batch(body.user_ids, body.k, name)
+        return BatchOut(
+            model_version=engine.version, results=[_out(engine, a, False) for a in answers]
+        )
+
+    return await state.work.run(run)
+
+
+def check_budget(state: ServiceState, engine: Engine, users: int, k: int) -> None:
+    """422 when a request asks for more than the work budget allows (before any work)."""
+    s = state.settings
+    if users > s.max_batch_users:
+        raise HTTPException(
+            422, detail=f"{users} users in one batch; the limit is {s.max_batch_users}"
+        )
+    if users * k > s.max_batch_items:
+        raise HTTPException(
+            422,
+            detail=f"users × k = {users * k}; the limit is {s.max_batch_items} "
+            "(ask for fewer users or a smaller k)",
+        )
+    estimate = users * (k * engine.catalog.max_item_bytes + 256)
+    if estimate > s.max_response_bytes:
+        raise HTTPException(
+            422,
+            detail=f"the answer could reach {estimate} bytes; the limit is "
+            f"{s.max_response_bytes} (ask for fewer users or a smaller k)",
+        )
 
 
 @router.get("/recommend_cold", response_model=RecommendationOut)
 async def recommend_cold(
     engine: EngineDep,
+    state: StateDep,
     response: Response,
     liked: Annotated[
         str,
@@ -149,30 +196,31 @@ async def recommend_cold(
     """Cold start: fold-in of a new user from movies they like."""
     provenance(response, engine)
     ids = _parse_ids(liked)
-    ans = engine.cold(ids, [], k, strategy or engine.bundle.default_strategy)
-    if explain:
-        likes = UserFeedback()
-        for m in ids:
-            likes.apply(m, "like", None)
-        engine.explain(ans, None, likes)
-    return _out(engine, ans, explain)
+
+    def run() -> RecommendationOut:
+        ans = engine.cold(ids, [], k, strategy or engine.bundle.default_strategy)
+        if explain:
+            likes = UserFeedback()
+            for m in ids:
+                likes.apply(m, "like", None)
+            engine.explain(ans, None, likes)
+        return _out(engine, ans, explain)
+
+    return await state.work.run(run)
 
 
 @router.post("/recommend/session", response_model=RecommendationOut)
 async def recommend_session(
-    body: SessionIn, engine: EngineDep, response: Response
+    body: SessionIn, engine: EngineDep, state: StateDep, response: Response
 ) -> RecommendationOut:
     """A new user's session: fold-in of liked movies; liked and disliked ones are excluded."""
     provenance(response, engine)
-    ans = engine.cold(
-        body.liked, body.disliked, body.k, body.strategy or engine.bundle.default_strategy
-    )
+    name = body.strategy or engine.bundle.default_strategy
+    ans = await state.work.run(engine.cold, body.liked, body.disliked, body.k, name)
     return _out(engine, ans, False)
 
 
 def _parse_ids(text: str) -> list[int]:
-    from fastapi import HTTPException
-
     ids: list[int] = []
     for part in text.split(","):
         part = part.strip()

@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from movierec.lifecycle.bundle import BundleError
-from movierec.service.deps import AdminDep, EngineDep, StateDep
+from movierec.redact import redact_any
+from movierec.service.deps import AdminDep, EngineDep, StateDep, WriterDep
 from movierec.service.metrics import MODEL_INFO, REGISTRY
 from movierec.service.schemas import FeedbackIn, FeedbackOut, ReloadIn
 
@@ -41,8 +42,11 @@ async def ready(state: StateDep, response: Response) -> dict[str, Any]:
 
 
 @router.post("/feedback", response_model=FeedbackOut, status_code=201, tags=["feedback"])
-def feedback(body: FeedbackIn, state: StateDep, engine: EngineDep) -> FeedbackOut:
-    """Store one event durably (before answering), then it shapes the user's next list."""
+def feedback(_: WriterDep, body: FeedbackIn, state: StateDep, engine: EngineDep) -> FeedbackOut:
+    """Store one event durably (before answering), then it shapes the user's next list.
+
+    Needs ``X-API-Key`` (or the admin token) when ``MOVIEREC_API_KEY`` is set.
+    """
     engine.catalog.movie(body.movie_id)  # 404 for a movie not in the catalog
     new_id = state.feedback.add(
         body.user_id, body.movie_id, body.signal, body.value, body.source, body.timestamp
@@ -52,10 +56,14 @@ def feedback(body: FeedbackIn, state: StateDep, engine: EngineDep) -> FeedbackOu
 
 @router.post("/admin/reload-model", tags=["admin"])
 def reload_model(_: AdminDep, state: StateDep, body: ReloadIn | None = None) -> dict[str, Any]:
-    """Load a bundle fully, verify it, then swap; a bad bundle is refused and the old one serves."""
+    """Load a bundle fully, verify it, then swap; a bad bundle is refused and the old one serves.
+
+    Naming a ``version`` pins it: it becomes ``CURRENT`` too, so the poller, other workers and
+    restarts follow it. Without one, whatever ``CURRENT`` names is loaded.
+    """
     old = state.engine.version if state.engine else None
     try:
-        engine = state.load(body.version if body else None)
+        engine = state.pin(body.version) if body and body.version else state.load()
     except BundleError as e:
         raise HTTPException(409, detail=f"reload refused, still serving {old}: {e}") from e
     MODEL_INFO.info({"version": engine.version})
@@ -63,9 +71,12 @@ def reload_model(_: AdminDep, state: StateDep, body: ReloadIn | None = None) -> 
 
 
 @router.get("/model", tags=["admin"])
-async def model(engine: EngineDep) -> dict[str, Any]:
-    """The manifest of the served bundle (version, configs, data fingerprint, metrics)."""
-    return {k: v for k, v in engine.bundle.manifest.items() if k != "files"}
+async def model(_: AdminDep, engine: EngineDep) -> dict[str, Any]:
+    """The manifest of the served bundle (version, configs, data fingerprint, metrics); admin."""
+    out: dict[str, Any] = redact_any(
+        {k: v for k, v in engine.bundle.manifest.items() if k != "files"}
+    )
+    return out
 
 
 @router.get("/debug/model-shapes", tags=["admin"])
