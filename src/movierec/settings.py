@@ -98,7 +98,15 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body.")
     warm_cache: bool = Field(
-        default=True, description="Precompute every known user's top-N when a model loads."
+        default=True,
+        description="After a model loads, compute the top-N of the most active users in the "
+        "background (readiness never waits for it).",
+    )
+    warm_users: int = Field(
+        default=20_000,
+        ge=0,
+        description="How many of the most active users the background warm covers (it also "
+        "stops at half the answer cache's byte budget).",
     )
     warm_strategies: tuple[str, ...] = Field(
         default=("ranked",),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -299,8 +300,6 @@ def test_a_pinned_reload_stays_pinned(home: Path) -> None:
         r = c.post("/admin/reload-model", json={"version": second}, headers=ADMIN)
         assert r.status_code == 200 and r.json()["model_version"] == second
         assert current_version(root) == second  # the pin moved CURRENT (one rule)
-        import time
-
         time.sleep(1.0)  # ten poller cycles
         assert c.get("/ready").json()["model_version"] == second
         set_current(root, first)  # a later publish still moves it
@@ -363,3 +362,66 @@ def test_property_no_input_gives_a_server_error(
     assert r.status_code < 500, r.text
     r = keyed.get(f"/recommend/user/{quote(str(uid), safe='')}", params={"k": str(k)})
     assert r.status_code < 500, r.text
+
+
+# ------------------------------------------------------------------ fallback chain
+def test_the_fallback_chain_falls_through_to_an_entry_that_can_score(home: Path) -> None:
+    s = Settings(home=home, warm_cache=False, fallback_chain=("itemknn", "als", "popularity"))
+    with TestClient(create_app(s)) as c:
+        r = c.get("/recommend/user/2000000000?k=10").json()
+        popular = [i["movie_id"] for i in c.get("/popular?k=10").json()]
+    assert r["fallback"] is True and r["source"] == "popularity_fallback"
+    assert [i["movie_id"] for i in r["items"]] == popular
+
+
+def test_a_model_says_when_it_cannot_score_an_empty_history(home: Path) -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    bundle = load_bundle(home / "bundles")
+    empty = sp.csr_matrix((2, len(bundle.items)), dtype=np.float32)
+    for name in ("itemknn", "als", "ease"):
+        assert np.isnan(bundle.models[name].score_rows(empty)).all(), name
+    assert np.isfinite(bundle.models["popularity"].score_rows(empty)).all()
+    one = sp.csr_matrix(([1.0], ([0], [0])), shape=(1, len(bundle.items)), dtype=np.float32)
+    assert np.isfinite(bundle.models["itemknn"].score_rows(one)).any()
+
+
+# ------------------------------------------------------------------ start-up
+def test_readiness_does_not_wait_for_warming(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from movierec.service.engine import Engine
+
+    release = threading.Event()
+    started = threading.Event()
+    real_warm = Engine.warm
+
+    def slow_warm(self: Engine, *args: object, **kwargs: object) -> int:
+        started.set()
+        release.wait(30)
+        return real_warm(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Engine, "warm", slow_warm)
+    with TestClient(create_app(Settings(home=home, warm_cache=True))) as c:
+        assert started.wait(10)
+        ready = c.get("/ready")
+        assert ready.status_code == 200 and ready.json()["ready"]  # while warming is blocked
+        assert c.get("/recommend/user/1").status_code == 200
+        engine = c.app.state.movierec.engine  # type: ignore[attr-defined]
+        release.set()
+        deadline = time.time() + 30
+        while len(engine.cache) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(engine.cache) >= 2  # the background warm then filled the cache
+
+
+def test_the_most_active_users_are_warmed_first(home: Path) -> None:
+    import numpy as np
+
+    with TestClient(create_app(Settings(home=home, warm_cache=False))) as c:
+        engine = c.app.state.movierec.engine  # type: ignore[attr-defined]
+        order = engine.most_active(10)
+        sizes = np.diff(engine.overlay.history.indptr)
+        assert sizes[order].tolist() == sorted(sizes.tolist(), reverse=True)[:10]
+        assert engine.warm("ease", order) == 10 and len(engine.cache) == 10

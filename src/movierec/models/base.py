@@ -117,6 +117,10 @@ class Recommender(ABC):
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     #: Interaction value of a "liked" item in :meth:`fold_in` (5 stars for rating models).
     liked_value: ClassVar[float] = 1.0
+    #: Whether scoring needs a non-empty history. Such a model cannot score a user without
+    #: one, and says so: that row of :meth:`score_rows` is NaN (top-k then returns nothing),
+    #: so a fallback chain moves on to its next entry.
+    needs_history: ClassVar[bool] = True
 
     config: ModelConfig
 
@@ -212,9 +216,16 @@ class Recommender(ABC):
         """Scores (n × n_items) for users given by raw history rows (values and times).
 
         The one entry point for scoring a history: known users, fold-in, feedback overlays.
-        Models that need more than the weighted row (the ranker) override it.
+        Models that need more than the weighted row (the ranker) override it. Rows a model
+        cannot score (an empty history when :attr:`needs_history`) are NaN.
         """
-        return self.score_history(self.scoring_input(values, timestamps))
+        scores = self.score_history(self.scoring_input(values, timestamps))
+        if self.needs_history:
+            empty = np.diff(sp.csr_matrix(values).indptr) == 0
+            if empty.any():
+                scores = np.asarray(scores, dtype=np.float32)
+                scores[empty] = np.nan
+        return scores
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         """Scores (len(users) × n_items) for known users (default: from their history)."""

@@ -65,6 +65,7 @@ class BiasedMF(Recommender):
     """The rating predictor (RMSE/MAE); it also ranks items by predicted rating."""
 
     name = "mf"
+    needs_history = False  # item biases alone rank items for a user without history
     liked_value = 5.0
     config: MFConfig
 

@@ -32,6 +32,8 @@ class PopularityConfig(ModelConfig):
 class Popularity(Recommender):
     """The baseline and the last fallback of every chain."""
 
+    needs_history = False
+
     name = "popularity"
     config: PopularityConfig
 

@@ -88,6 +88,7 @@ class RankedRecommender(NeighbourMatrix, Recommender):
     """
 
     name = "ranked"
+    needs_history = False  # the pool (popularity among the sources) serves an empty history
     config: RankedConfig
 
     def __init__(

@@ -9,6 +9,7 @@ leaves their list at once. Unknown users go down the configured fallback chain.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,17 +120,39 @@ class Engine:
         self.cache.put(key, value, value[0].nbytes + value[1].nbytes)
         return value
 
-    def warm(self, strategy: str, batch: int = 512) -> int:
-        """Fill the top-N cache of every known user for one strategy (batched)."""
+    def most_active(self, n: int) -> np.ndarray:
+        """Indices of the ``n`` users with the longest training histories, longest first."""
+        sizes = np.diff(self.overlay.history.indptr)
+        n = min(n, sizes.size)
+        if n <= 0:
+            return np.zeros(0, np.int64)
+        top = np.argpartition(-sizes, n - 1)[:n] if n < sizes.size else np.arange(sizes.size)
+        return top[np.argsort(-sizes[top], kind="stable")].astype(np.int64)
+
+    def warm(
+        self,
+        strategy: str,
+        users: np.ndarray | None = None,
+        batch: int = 512,
+        stop: Callable[[], bool] | None = None,
+    ) -> int:
+        """Fill the top-N cache of ``users`` (default: every known user) for one strategy.
+
+        Batched; ``stop`` is asked before each batch. Returns how many users were warmed.
+        """
         model = self.model(strategy)
-        n = model.n_users
-        for start in range(0, n, batch):
-            users = np.arange(start, min(n, start + batch))
-            rb = model.recommend(users, CACHE_N)
-            for row, u in enumerate(users.tolist()):
+        todo = np.arange(model.n_users) if users is None else np.asarray(users, np.int64)
+        done = 0
+        for start in range(0, todo.size, batch):
+            if stop is not None and stop():
+                break
+            chunk = todo[start : start + batch]
+            rb = model.recommend(chunk, CACHE_N)
+            for row, u in enumerate(chunk.tolist()):
                 value = (rb.items[row], rb.scores[row])
                 self.cache.put((strategy, u), value, value[0].nbytes + value[1].nbytes)
-        return n
+            done += chunk.size
+        return done
 
     def scores_for(
         self, strategy: str, user_idx: int | None, fb: UserFeedback | None
@@ -194,14 +217,23 @@ class Engine:
     def _fallback(
         self, user_id: int | None, k: int, fb: UserFeedback | None, strategy: str
     ) -> Answer:
+        """The first entry of the chain that can score a user without history answers.
+
+        An entry that cannot (its scores are NaN: it needs a history) is passed over; after
+        the chain, interaction counts do. The answer's source names the entry that served it.
+        """
+        empty = sp.csr_matrix((1, self.overlay.n_items), dtype=np.float32)
+        exclude = self.overlay.exclusions(None, fb, False)
         for name in self.fallback_chain:
-            model = self.model(name)
-            scores = model.score_history(
-                sp.csr_matrix((1, self.overlay.n_items), dtype=np.float32)
-            )[0]
-            rb = topk(scores[None, :].copy(), k, exclude=self.overlay.exclusions(None, fb, False))
+            scores = self.model(name).score_rows(empty)
+            rb = topk(np.array(scores, dtype=np.float32, copy=True), k, exclude=exclude)
+            if (rb.items[0] < 0).all():
+                logger.debug("fallback %s cannot score a user without history", name)
+                continue
+            keep = rb.items[0] >= 0
             source = f"{name}_fallback"
-            return self._answer(user_id, strategy, source, rb.items[0], rb.scores[0], True)
+            items, top = rb.items[0][keep], rb.scores[0][keep]
+            return self._answer(user_id, strategy, source, items, top, True)
         order = self.catalog.pop_order[:k]
         return self._answer(
             user_id, strategy, "popularity_fallback", order, self.catalog.popularity[order], True

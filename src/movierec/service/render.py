@@ -8,8 +8,6 @@ from movierec.service.engine import Answer, Engine
 from movierec.service.metrics import FALLBACKS
 from movierec.service.schemas import ItemOut, RecommendationOut
 
-DEFAULT_K = 10
-
 
 def headers(engine: Engine) -> dict[str, str]:
     """Provenance headers: the bundle, its data snapshot and its MLflow run."""
@@ -39,15 +37,3 @@ def out(engine: Engine, ans: Answer, explain: bool) -> RecommendationOut:
             ItemOut(**{**vars(i), "reasons": i.reasons if explain else None}) for i in ans.items
         ],
     )
-
-
-def prerender(engine: Engine, strategy: str, k: int = DEFAULT_K) -> int:
-    """Serialize every known user's default answer once, so that requests send stored bytes."""
-    n = 0
-    for user_idx, user_id in enumerate(engine.bundle.users.ids.tolist()):
-        ans = engine.recommend(int(user_id), k, strategy)
-        engine.store_response(
-            (strategy, user_idx, k), out(engine, ans, False).model_dump_json().encode()
-        )
-        n += 1
-    return n

@@ -18,7 +18,6 @@ from movierec.lifecycle.bundle import (
 from movierec.service.engine import CACHE_N, Engine
 from movierec.service.limits import WorkLimiter
 from movierec.service.metrics import BUNDLE_FALLBACKS
-from movierec.service.render import prerender
 from movierec.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -40,7 +39,11 @@ class ServiceState:
         self.work = WorkLimiter(self.settings.work_slots, self.settings.work_queue)
 
     def load(self, version: str | None = None) -> Engine:
-        """Load, verify and warm a bundle fully, then swap the reference (one assignment).
+        """Load and verify a bundle fully, then swap the reference (one assignment).
+
+        Nothing is computed per user here: answers are computed on demand into the bounded
+        cache, and (``MOVIEREC_WARM_CACHE``) a background thread warms the most active users
+        afterwards, so readiness and start-up time do not grow with the number of users.
 
         Raises:
             BundleError: The bundle is missing or corrupt; the current engine keeps serving.
@@ -50,20 +53,36 @@ class ServiceState:
             engine = Engine(
                 bundle, tuple(self.settings.fallback_chain), self.settings.answer_cache_bytes
             )
-            if self.settings.warm_cache:
-                t0 = time.perf_counter()
-                engine.warm(bundle.default_strategy)
-                prerender(engine, bundle.default_strategy)
-                for extra in self.settings.warm_strategies:
-                    if extra in bundle.models and extra != bundle.default_strategy:
-                        engine.warm(extra)
-                        prerender(engine, extra)
-                logger.info("warmed the top-N cache in %.2f s", time.perf_counter() - t0)
             old, self.engine = self.engine, engine  # the swap: readers see old or new, not a mix
             if old is not None:
                 old.release()
             self.last_error = None
-            return engine
+        if self.settings.warm_cache:
+            threading.Thread(
+                target=self._warm, args=(engine,), name="movierec-warm", daemon=True
+            ).start()
+        return engine
+
+    def _warm(self, engine: Engine) -> None:
+        """Warm the most active users' top-N until done, replaced, or half the cache is used."""
+        t0 = time.perf_counter()
+        users = engine.most_active(self.settings.warm_users)
+        half = engine.cache.max_bytes // 2
+
+        def stop() -> bool:
+            return self.engine is not engine or engine.cache.bytes > half
+
+        names = [engine.bundle.default_strategy] + [
+            s
+            for s in self.settings.warm_strategies
+            if s in engine.bundle.models and s != engine.bundle.default_strategy
+        ]
+        try:
+            for name in names:
+                n = engine.warm(name, users, stop=stop)
+                logger.info("warmed %d users of %s in %.2f s", n, name, time.perf_counter() - t0)
+        except Exception:  # a warm that fails costs speed, never answers
+            logger.exception("background warm of %s failed", engine.version)
 
     def pin(self, version: str) -> Engine:
         """Serve ``version`` and make it ``CURRENT``.
