@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -49,6 +50,9 @@ class _BodyTooLargeError(HTTPException):
 
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+#: Request ids: a random per-process prefix and a counter (unique, and cheap per request).
+_RID_PREFIX = f"{uuid.uuid4().hex[:8]}-"
+_rid_seq = itertools.count(1)
 
 
 class GuardAndMeasure:
@@ -79,7 +83,7 @@ class GuardAndMeasure:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         given = headers.get(b"x-request-id", b"")
-        rid = given.decode() if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        rid = given.decode() if _REQUEST_ID.fullmatch(given) else f"{_RID_PREFIX}{next(_rid_seq):x}"
         received = 0
 
         async def limited_receive() -> Message:

@@ -71,6 +71,8 @@ class Engine:
         #: Top-N arrays by (strategy, user index) and serialized plain answers by (strategy,
         #: user index, k), under one byte budget.
         self.cache: ByteLRU[Any] = ByteLRU(cache_bytes)
+        #: Provenance headers, encoded once (set by the renderer on first use).
+        self.raw_headers: list[tuple[bytes, bytes]] | None = None
 
     # ------------------------------------------------------------------ helpers
     def model(self, strategy: str) -> Recommender:

@@ -17,6 +17,18 @@ def headers(engine: Engine) -> dict[str, str]:
     return out
 
 
+def json_answer(engine: Engine, body: bytes | str) -> Response:
+    """A JSON response with the provenance headers (encoded once per engine)."""
+    response = Response(body, media_type="application/json")
+    raw = engine.raw_headers
+    if raw is None:
+        raw = engine.raw_headers = [
+            (k.lower().encode(), v.encode()) for k, v in headers(engine).items()
+        ]
+    response.raw_headers.extend(raw)
+    return response
+
+
 def provenance(response: Response, engine: Engine) -> None:
     """Headers that trace a response to its bundle, data snapshot and MLflow run."""
     response.headers.update(headers(engine))

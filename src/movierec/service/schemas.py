@@ -148,3 +148,14 @@ class ReloadIn(BaseModel):
     version: str | None = Field(
         default=None, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
     )
+
+
+class RecommendQuery(BaseModel):
+    """The query string of ``GET /recommend/user/{id}`` (validated as one model)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+    k: Count = Field(default=10, ge=1, le=500, description="How many movies.")
+    strategy: Strategy | None = None
+    exclude_seen: bool = True
+    explain: bool = False
+    alpha: float | None = Field(default=None, ge=0, le=1, description="Blend weight of mixed.")

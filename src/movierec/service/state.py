@@ -34,6 +34,8 @@ class ServiceState:
     reload_lock: threading.RLock = field(default_factory=threading.RLock)
     last_error: str | None = None
     work: WorkLimiter = field(default_factory=lambda: WorkLimiter(2, 32))
+    #: Whether the background warm of the current engine is still running.
+    warming: bool = False
 
     def __post_init__(self) -> None:
         self.work = WorkLimiter(self.settings.work_slots, self.settings.work_queue)
@@ -58,6 +60,7 @@ class ServiceState:
                 old.release()
             self.last_error = None
         if self.settings.warm_cache:
+            self.warming = True
             threading.Thread(
                 target=self._warm, args=(engine,), name="movierec-warm", daemon=True
             ).start()
@@ -83,6 +86,9 @@ class ServiceState:
                 logger.info("warmed %d users of %s in %.2f s", n, name, time.perf_counter() - t0)
         except Exception:  # a warm that fails costs speed, never answers
             logger.exception("background warm of %s failed", engine.version)
+        finally:
+            if self.engine is engine:
+                self.warming = False
 
     def pin(self, version: str) -> Engine:
         """Serve ``version`` and make it ``CURRENT``.

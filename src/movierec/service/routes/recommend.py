@@ -10,15 +10,15 @@ from fastapi.responses import PlainTextResponse
 from movierec.data.feedback import UserFeedback
 from movierec.service.deps import EngineDep, StateDep, current
 from movierec.service.engine import Engine
-from movierec.service.render import headers as _headers
+from movierec.service.render import json_answer, provenance
 from movierec.service.render import out as _out
-from movierec.service.render import provenance
 from movierec.service.schemas import (
     BatchIn,
     BatchOut,
     Count,
     IdParam,
     RecommendationOut,
+    RecommendQuery,
     SessionIn,
     Strategy,
 )
@@ -58,14 +58,11 @@ def _recommend(
 async def recommend_user(
     user_id: UserId,
     request: Request,
-    k: K = 10,
-    strategy: Strategy | None = None,
-    exclude_seen: bool = True,
-    explain: bool = False,
-    alpha: Annotated[float | None, Query(ge=0, le=1, description="Blend weight of mixed.")] = None,
+    q: Annotated[RecommendQuery, Query()],
 ) -> Response:
     """Top-k for a user; unknown users go down the fallback chain (the response says so)."""
     # the hottest route resolves state itself: no dependency solving, no response re-validation
+    k, strategy, exclude_seen, explain, alpha = q.k, q.strategy, q.exclude_seen, q.explain, q.alpha
     state, engine = current(request)
     name = strategy or engine.bundle.default_strategy
     plain = not explain and exclude_seen and name != "mixed"
@@ -77,11 +74,11 @@ async def recommend_user(
             out = await state.work.run(_recommend, engine, state, user_id, k, name)
             body = out.model_dump_json().encode()
             engine.store_response(key, body)
-        return Response(body, media_type="application/json", headers=_headers(engine))
+        return json_answer(engine, body)
     out = await state.work.run(
         _recommend, engine, state, user_id, k, strategy, exclude_seen, explain, alpha
     )
-    return Response(out.model_dump_json(), media_type="application/json", headers=_headers(engine))
+    return json_answer(engine, out.model_dump_json())
 
 
 @router.get("/recommend/mixed/{user_id}", response_model=RecommendationOut)

@@ -37,6 +37,7 @@ async def ready(state: StateDep, response: Response) -> dict[str, Any]:
         "items": len(e.bundle.items),
         "strategies": sorted(e.bundle.models),
         "default_strategy": e.bundle.default_strategy,
+        "warming": state.warming,
         "uptime_s": round(time.time() - state.started, 3),
     }
 
