@@ -12,12 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from movierec.models.base import ModelConfig, Recommender, read_meta
+from movierec.models.base import ModelConfig, Recommender, SharedParts
 from movierec.models.ease import EASE
 from movierec.models.factor import ALS, BPR
 from movierec.models.genre import GenreKNN
 from movierec.models.item_knn import ItemKNN
 from movierec.models.mf import BiasedMF
+from movierec.models.persist import read_meta
 from movierec.models.popularity import Popularity
 from movierec.models.sequential import Sequential
 from movierec.ranking.config import RankedConfig
@@ -55,15 +56,18 @@ def create(name: str, params: Mapping[str, Any] | None = None) -> Recommender:
     return _instantiate(cls, cls.config_class.model_validate(params or {}))
 
 
-def load(folder: Path) -> Recommender:
-    """Load any model saved by :meth:`Recommender.save` (``model.json`` + ``arrays.npz``)."""
+def load(folder: Path, shared: SharedParts | None = None) -> Recommender:
+    """Load any model saved by :meth:`Recommender.save` (``model.json`` + ``arrays.npz``).
+
+    ``shared`` gives what a bundle stores once (the history, models referred to by name).
+    """
     meta = read_meta(folder)
     name = meta.get("model")
     if name not in STRATEGIES:
         raise KeyError(f"unknown model {name!r} in {folder.name}; known: {', '.join(STRATEGIES)}")
     cls = STRATEGIES[name]
     model = _instantiate(cls, cls.config_class.model_validate(meta["config"]))
-    model.restore(folder, meta)
+    model.restore(folder, meta, shared)
     return model
 
 

@@ -95,3 +95,24 @@ def time_decay(
     ref = float(ts.max()) if now is None and ts.size else float(now or 0)
     age_days = np.maximum(ref - ts, 0.0) / 86_400.0
     return _with_data(x, x.data.astype(np.float64) * np.power(0.5, age_days / half_life_days))
+
+
+def recency_weights(timestamps: sp.csr_matrix, half_life: float) -> np.ndarray:
+    """Per stored entry, ``0.5 ** (rank / half_life)``; rank 0 is the row's latest time.
+
+    Ranks are dense over distinct timestamps: events with the same time share a rank (people
+    rate in sessions, and the order inside one second is not information).
+    """
+    n_rows = timestamps.shape[0]
+    counts = np.diff(timestamps.indptr)
+    rows = np.repeat(np.arange(n_rows), counts)
+    ts = timestamps.data.astype(np.float64)
+    order = np.lexsort((-ts, rows))
+    ts_sorted, rows_sorted = ts[order], rows[order]
+    new = np.ones(order.shape[0], dtype=bool)
+    new[1:] = (ts_sorted[1:] != ts_sorted[:-1]) | (rows_sorted[1:] != rows_sorted[:-1])
+    dense = np.cumsum(new)
+    first = np.repeat(timestamps.indptr[:-1], counts)  # position of each row's first entry
+    rank = np.empty(order.shape[0], dtype=np.float64)
+    rank[order] = dense - dense[first] if dense.size else dense
+    return np.power(0.5, rank / half_life).astype(np.float32)

@@ -30,13 +30,17 @@ from movierec import __version__
 from movierec.data.vocab import Vocabulary
 from movierec.errors import MovierecError
 from movierec.hashing import file_digest
-from movierec.models.base import Recommender
+from movierec.models.base import Recommender, SharedParts
+from movierec.models.persist import history_arrays, history_from
 from movierec.redact import redact_any
 from movierec.strategies import load
 
 logger = logging.getLogger(__name__)
 
-BUNDLE_FORMAT = 1
+#: 2: one shared training history per bundle (``history.npz``), ``ranked``'s sources stored
+#: once (a ``<source>.ref`` file names the bundle's model). 1: every model kept its own copies.
+BUNDLE_FORMAT = 2
+HISTORY = "history.npz"
 CURRENT = "CURRENT"
 #: A bundle version: the folder name publish_bundle gives (no separators, no "..").
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -168,8 +172,14 @@ def publish_bundle(
     tmp = root / f".tmp-{version}"
     try:
         tmp.mkdir()
+        first = next(iter(models.values()))
         for name, model in models.items():
-            model.save(tmp / "models" / name)
+            if model.history.shape != first.history.shape or model.history.nnz != first.history.nnz:
+                raise ValueError(f"model {name} was trained on other data than {first.name}")
+            model.save(tmp / "models" / name, with_history=False)
+        with (tmp / HISTORY).open("wb") as f:
+            np.savez(f, allow_pickle=False, **history_arrays(first.history, first.history_ts))
+        _share_sources(tmp / "models")
         with (tmp / "vocab.npz").open("wb") as f:
             np.savez(f, allow_pickle=False, user_ids=users.ids, item_ids=items.ids)
         pq.write_table(movies, tmp / "movies.parquet")
@@ -201,6 +211,44 @@ def publish_bundle(
         prune(root, retention, keep={version, previous} - {None})  # type: ignore[arg-type]
     logger.info("published bundle %s", version)
     return version
+
+
+def _share_sources(models_dir: Path) -> None:
+    """Store each of ``ranked``'s sources once.
+
+    A source equal to the bundle's own model of the same name (same config, same arrays)
+    becomes a ``<name>.ref`` file naming that model.
+    """
+    for src in sorted(models_dir.glob("*/sources/*")):
+        own = models_dir / src.name
+        if src.is_dir() and own.is_dir() and _same_model(own, src):
+            shutil.rmtree(src)
+            (src.parent / f"{src.name}.ref").write_text(src.name + "\n")
+
+
+def _same_model(a: Path, b: Path) -> bool:
+    """Whether two saved models hold the same files with the same content.
+
+    Arrays are compared as arrays (npz archives carry their write time).
+    """
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    if files_a != files_b:
+        return False
+    for rel in files_a:
+        pa_, pb_ = a / rel, b / rel
+        if rel.suffix == ".npz":
+            with np.load(pa_, allow_pickle=False) as x, np.load(pb_, allow_pickle=False) as y:
+                if sorted(x.files) != sorted(y.files) or not all(
+                    x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]) for k in x.files
+                ):
+                    return False
+        elif rel.suffix == ".json":
+            if json.loads(pa_.read_text()) != json.loads(pb_.read_text()):
+                return False
+        elif pa_.read_bytes() != pb_.read_bytes():
+            return False
+    return True
 
 
 def prune(root: Path, retention: int, keep: set[str] | None = None) -> list[str]:
@@ -272,6 +320,11 @@ def read_manifest(root: Path, version: str) -> dict[str, Any]:
         raise BundleError(f"bundle {version}: unreadable manifest ({reason})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         fmt = manifest.get("format") if isinstance(manifest, dict) else None
+        if isinstance(fmt, int) and 0 < fmt < BUNDLE_FORMAT:
+            raise BundleError(
+                f"bundle {version} has format {fmt}, written by an older movierec (this one reads "
+                f"format {BUNDLE_FORMAT}): publish a new one with `movierec train`"
+            )
         raise BundleError(f"bundle {version}: unknown format {fmt!r}")
     strategies = manifest.get("strategies")
     if not isinstance(strategies, dict) or not strategies:
@@ -301,7 +354,15 @@ def load_bundle(root: Path, version: str | None = None) -> Bundle:
     try:
         with np.load(path / "vocab.npz", allow_pickle=False) as v:
             users, items = Vocabulary(v["user_ids"]), Vocabulary(v["item_ids"])
-        models = {n: load(path / "models" / n) for n in manifest["strategies"]}
+        with np.load(path / HISTORY, allow_pickle=False) as h:
+            history, history_ts = history_from(h, (len(users), len(items)))
+        models: dict[str, Recommender] = {}
+        # models that others refer to (no sources of their own) first, then the composites
+        names = sorted(
+            manifest["strategies"], key=lambda n: (path / "models" / n / "sources").exists()
+        )
+        for n in names:
+            models[n] = load(path / "models" / n, SharedParts(history, history_ts, models))
         movies = pq.read_table(path / "movies.parquet")
     except Exception as e:  # a bundle that verifies but does not load is refused too
         reason = str(e).replace(str(path), version)[:300]

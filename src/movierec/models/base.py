@@ -14,7 +14,8 @@ import inspect
 import json
 import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from movierec.data import weighting
 from movierec.data.interactions import InteractionData
+from movierec.models.persist import history_arrays, history_from
 from movierec.models.topk import topk
 from movierec.types import RecBatch
 
@@ -79,31 +81,17 @@ class TrainOptions:
     future_targets: bool = True
 
 
-def recency_weights(timestamps: sp.csr_matrix, half_life: float) -> np.ndarray:
-    """Per stored entry, ``0.5 ** (rank / half_life)``; rank 0 is the row's latest time.
+@dataclass(frozen=True)
+class SharedParts:
+    """What a bundle stores once for all its models.
 
-    Ranks are dense over distinct timestamps: events with the same time share a rank (people
-    rate in sessions, and the order inside one second is not information).
+    That is the training history, and the models other models refer to by name (``ranked``'s
+    candidate sources).
     """
-    n_rows = timestamps.shape[0]
-    counts = np.diff(timestamps.indptr)
-    rows = np.repeat(np.arange(n_rows), counts)
-    ts = timestamps.data.astype(np.float64)
-    order = np.lexsort((-ts, rows))
-    ts_sorted, rows_sorted = ts[order], rows[order]
-    new = np.ones(order.shape[0], dtype=bool)
-    new[1:] = (ts_sorted[1:] != ts_sorted[:-1]) | (rows_sorted[1:] != rows_sorted[:-1])
-    dense = np.cumsum(new)
-    first = np.repeat(timestamps.indptr[:-1], counts)  # position of each row's first entry
-    rank = np.empty(order.shape[0], dtype=np.float64)
-    rank[order] = dense - dense[first] if dense.size else dense
-    return np.power(0.5, rank / half_life).astype(np.float32)
 
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    """The ``model.json`` of a saved model (its name, config and shape)."""
-    meta: dict[str, Any] = json.loads((folder / "model.json").read_text())
-    return meta
+    history: sp.csr_matrix
+    history_ts: sp.csr_matrix | None
+    models: Mapping[str, Recommender] = field(default_factory=dict)
 
 
 class Recommender(ABC):
@@ -198,7 +186,7 @@ class Recommender(ABC):
         half_life = self.config.recency_half_life
         if half_life is not None and self.use_recency and timestamps is not None and x.nnz:
             floor = self.config.recency_floor
-            w = floor + (1.0 - floor) * recency_weights(timestamps, half_life)
+            w = floor + (1.0 - floor) * weighting.recency_weights(timestamps, half_life)
             x = sp.csr_matrix(
                 (x.data * w, x.indices, x.indptr),
                 shape=x.shape,
@@ -336,15 +324,17 @@ class Recommender(ABC):
     def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore learned arrays."""
 
-    def save(self, folder: Path) -> None:
-        """Write ``model.json`` and ``arrays.npz`` (training history included) into ``folder``."""
+    def save(self, folder: Path, *, with_history: bool = True) -> None:
+        """Write ``model.json`` and ``arrays.npz`` into ``folder``.
+
+        ``with_history=False`` leaves the training history out (a bundle stores it once for all
+        its models; :meth:`restore` then takes it from :class:`SharedParts`).
+        """
         self._check_fitted()
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {f"model_{k}": v for k, v in self._arrays().items()}
-        h = self.history
-        arrays |= {"history_indptr": h.indptr, "history_indices": h.indices, "history_data": h.data}
-        if self.history_ts is not None:
-            arrays["history_ts"] = self.history_ts.data
+        if with_history:
+            arrays |= history_arrays(self.history, self.history_ts)
         arrays |= {f"weight_{k}": v for k, v in self.weight_stats.items()}
         with (folder / "arrays.npz").open("wb") as f:
             np.savez(f, allow_pickle=False, **arrays)
@@ -356,35 +346,34 @@ class Recommender(ABC):
             "n_items": self.n_items,
         }
         (folder / "model.json").write_text(json.dumps(meta, indent=2))
-        self._save_extra(folder)
+        self._save_extra(folder, with_history)
 
-    def _save_extra(self, folder: Path) -> None:  # noqa: B027 (optional hook)
+    def _save_extra(self, folder: Path, with_history: bool) -> None:  # noqa: B027 (hook)
         """Write anything beyond the arrays (composite models: their parts)."""
 
-    def _load_extra(self, folder: Path) -> None:  # noqa: B027 (optional hook)
+    def _load_extra(self, folder: Path, shared: SharedParts | None) -> None:  # noqa: B027
         """Read what :meth:`_save_extra` wrote."""
 
-    def restore(self, folder: Path, meta: dict[str, Any]) -> None:
+    def restore(
+        self, folder: Path, meta: dict[str, Any], shared: SharedParts | None = None
+    ) -> None:
         """Fill this (unfitted) model from what :meth:`save` wrote; ``meta`` is ``model.json``.
 
-        Creating the right class for a folder is :func:`movierec.strategies.load`'s job.
+        A model saved without its history takes it from ``shared``. Creating the right class
+        for a folder is :func:`movierec.strategies.load`'s job.
         """
         with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         self.n_users, self.n_items = int(meta["n_users"]), int(meta["n_items"])
-        shape = (self.n_users, self.n_items)
-        self.history = sp.csr_matrix(
-            (arrays["history_data"], arrays["history_indices"], arrays["history_indptr"]),
-            shape=shape,
-        )
-        if "history_ts" in arrays:
-            self.history_ts = sp.csr_matrix(
-                (arrays["history_ts"], arrays["history_indices"], arrays["history_indptr"]),
-                shape=shape,
-            )
+        if "history_data" in arrays:
+            self.history, self.history_ts = history_from(arrays, (self.n_users, self.n_items))
+        elif shared is not None:
+            self.history, self.history_ts = shared.history, shared.history_ts
+        else:
+            raise ValueError(f"{self.name} was saved without its history: load it with its bundle")
         self.weight_stats = {k[7:]: v for k, v in arrays.items() if k.startswith("weight_")}
         self._load_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("model_")})
-        self._load_extra(folder)
+        self._load_extra(folder, shared)
         self.fitted = True
 
     def describe(self) -> dict[str, Any]:

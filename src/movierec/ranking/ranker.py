@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.data.interactions import InteractionData
-from movierec.models.base import Recommender, TrainOptions
+from movierec.models.base import Recommender, SharedParts, TrainOptions
 from movierec.models.item_knn import NeighbourMatrix, knn_similarity
 from movierec.ranking.candidates import Candidates, candidate_recall, generate
 from movierec.ranking.config import RankedConfig
@@ -44,6 +44,8 @@ from movierec.ranking.learner import Learned, train_learner
 
 logger = logging.getLogger(__name__)
 
+#: Suffix of a file that stands for a source stored once in the bundle (holds its strategy).
+SHARED_REF = ".ref"
 #: Score offset of items outside the candidate pool (below any ranker score).
 OUTSIDE_POOL = -1.0e4
 
@@ -55,12 +57,12 @@ class SourceModels:
     Attributes:
         names: Model names a source may have.
         create: ``(name, config overrides) -> unfitted model``.
-        load: ``folder -> model`` saved by :meth:`Recommender.save`.
+        load: ``(folder, shared parts) -> model`` saved by :meth:`Recommender.save`.
     """
 
     names: frozenset[str]
     create: Callable[[str, Mapping[str, Any] | None], Recommender]
-    load: Callable[[Path], Recommender]
+    load: Callable[[Path, SharedParts | None], Recommender]
 
 
 @dataclass(frozen=True)
@@ -326,13 +328,13 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         return out
 
     # ------------------------------------------------------------- persistence
-    def _save_extra(self, folder: Path) -> None:
+    def _save_extra(self, folder: Path, with_history: bool) -> None:
         booster = self.learned.booster
         if booster is None:
             raise ValueError("only the lambdarank learner can be saved (histgb is a baseline)")
         assert self.store is not None
         for name, model in self.sources.items():
-            model.save(folder / "sources" / name)
+            model.save(folder / "sources" / name, with_history=with_history)
         self.store.save(folder / "features")
         (folder / "ranker.txt").write_text(booster.model_to_string())
         meta = {
@@ -342,10 +344,17 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         }
         (folder / "ranker.json").write_text(json.dumps(meta, indent=2))
 
-    def _load_extra(self, folder: Path) -> None:
-        self.sources = {
-            name: self.source_models.load(folder / "sources" / name) for name in self.config.sources
-        }
+    def _load_extra(self, folder: Path, shared: SharedParts | None) -> None:
+        self.sources = {}
+        for name in self.config.sources:
+            ref = folder / "sources" / f"{name}{SHARED_REF}"
+            if ref.exists():  # stored once in the bundle: the bundle's own model of that name
+                target = ref.read_text().strip()
+                if shared is None or target not in shared.models:
+                    raise ValueError(f"source {name} refers to {target!r}, not in the bundle")
+                self.sources[name] = shared.models[target]
+            else:
+                self.sources[name] = self.source_models.load(folder / "sources" / name, shared)
         self.store = FeatureStore.load(folder / "features")
         self.learned = Learned(booster=lgb.Booster(model_str=(folder / "ranker.txt").read_text()))
         meta = json.loads((folder / "ranker.json").read_text())
