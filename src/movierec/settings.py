@@ -61,6 +61,14 @@ class Settings(BaseSettings):
         description="Bearer token of the admin endpoints: /admin/*, /model, /debug/* "
         "(unset: admin disabled).",
     )
+    admin_user: str | None = Field(
+        default=None,
+        description="HTTP Basic user of the admin endpoints (with admin_password): an "
+        "alternative to the bearer token.",
+    )
+    admin_password: SecretStr | None = Field(
+        default=None, description="HTTP Basic password of the admin endpoints."
+    )
     api_key: SecretStr | None = Field(
         default=None,
         description="Key writing routes (POST /feedback) need in an X-API-Key header; the "
@@ -153,7 +161,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _register_secrets(self) -> Settings:
-        for secret in (self.admin_token, self.api_key):
+        for secret in (self.admin_token, self.api_key, self.admin_password):
             if secret is not None:
                 register_secret(secret.get_secret_value())
         return self

@@ -20,13 +20,17 @@ CHECK = """
 import json, sys
 from airflow.models.dagbag import DagBag
 bag = DagBag(dag_folder=sys.argv[1])
-dag = bag.dags.get("movierec_retrain")
+def info(dag):
+    return {
+        "tasks": sorted(t.task_id for t in dag.tasks) if dag else [],
+        "order": {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks} if dag else {},
+        "commands": {t.task_id: t.bash_command for t in dag.tasks} if dag else {},
+    }
 print(json.dumps({
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
-    "dags": list(bag.dags),
-    "tasks": sorted(t.task_id for t in dag.tasks) if dag else [],
-    "order": {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks} if dag else {},
-    "commands": {t.task_id: t.bash_command for t in dag.tasks} if dag else {},
+    "dags": sorted(bag.dags),
+    **info(bag.dags.get("movierec_retrain")),
+    "api": info(bag.dags.get("movierec_retrain_api")),
 }))
 """
 
@@ -42,7 +46,7 @@ def _airflow_python() -> Path:
     return py
 
 
-def test_dag_parses_in_airflow(tmp_path: Path) -> None:
+def test_dag_parses_in_airflow(tmp_path: Path, synth_release: Path) -> None:
     py = _airflow_python()
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow")}
     res = subprocess.run(
@@ -54,7 +58,10 @@ def test_dag_parses_in_airflow(tmp_path: Path) -> None:
         check=True,
     )
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["errors"] == {} and out["dags"] == ["movierec_retrain"]
+    assert out["errors"] == {} and out["dags"] == ["movierec_retrain", "movierec_retrain_api"]
+    assert out["api"]["tasks"] == ["status", "train"]
+    assert out["api"]["order"]["train"] == ["status"]
+    _run_api_dag(out["api"]["commands"], synth_release, tmp_path)
     assert out["tasks"] == ["ingest_batches", "report", "train"]
     assert out["order"]["ingest_batches"] == ["train"] and out["order"]["train"] == ["report"]
     # the DAG calls the same CLI commands the scheduler runs, and they exist
@@ -68,3 +75,43 @@ def test_dag_parses_in_airflow(tmp_path: Path) -> None:
             text=True,
         )
         assert help_.returncode == 0, (cmd, help_.stderr)
+
+
+def _run_api_dag(commands: dict[str, str], synth_release: Path, tmp_path: Path) -> None:
+    """Run the API DAG's task commands (bash, curl) against a live service, both credentials."""
+    from movierec.data.ingest import ingest_source
+    from movierec.lifecycle.train import train_and_publish
+    from movierec.settings import Settings
+    from tests.helpers import TOKEN, Server
+
+    settings = Settings(home=tmp_path / "home")
+    ingest_source(str(synth_release), settings)
+    train_and_publish(settings, "store", "popularity", strategies=("popularity",), evaluate=False)
+    env = {
+        "MOVIEREC_ADMIN_USER": "ops",
+        "MOVIEREC_ADMIN_PASSWORD": "pa55",
+        "MOVIEREC_WARM_CACHE": "false",
+    }
+    server = Server(settings.home, env=env)
+    server.start()
+    body = '{"dataset": "store", "model": "popularity", "strategies": ["popularity"]}'
+    base = {**os.environ, "MOVIEREC_SERVICE_URL": server.url, "MOVIEREC_DAG_POLL_S": "1"}
+    try:
+        for auth in (
+            {"MOVIEREC_ADMIN_TOKEN": TOKEN},
+            {
+                "MOVIEREC_ADMIN_TOKEN": "",
+                "MOVIEREC_ADMIN_USER": "ops",
+                "MOVIEREC_ADMIN_PASSWORD": "pa55",
+            },
+        ):
+            run_env = {**base, **auth, "MOVIEREC_DAG_TRAIN_JSON": body}
+            for task in ("train", "status"):
+                res = subprocess.run(
+                    ["bash", "-c", commands[task]],
+                    env=run_env, capture_output=True, text=True, timeout=300,
+                )  # fmt: skip
+                assert res.returncode == 0, (task, res.stdout[-2000:], res.stderr[-2000:])
+            assert '"state": "succeeded"' in res.stdout or '"last_training"' in res.stdout
+    finally:
+        server.stop()

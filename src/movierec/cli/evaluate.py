@@ -100,6 +100,26 @@ def print_results(result: dict[str, Any]) -> None:
             for metric in metrics
         ],
     )
+    k0 = result.get("k", [10])[0]
+    groups = [
+        g for g in ("cold", "warm", "heavy") if any(f"{g}:ndcg@{k0}" in v for v in models.values())
+    ]
+    if groups:
+        by_group = (f"recall@{k0}", f"ndcg@{k0}", f"long_tail@{k0}")
+        table(
+            f"by user activity (cold: < 20 training interactions, heavy: top 10%) at k={k0}",
+            ("model", "group", "users", *by_group),
+            [
+                (
+                    name,
+                    g,
+                    vals.get(f"users_{g}", 0),
+                    *[f"{vals.get(f'{g}:{m}', float('nan')):.4f}" for m in by_group],
+                )
+                for name, vals in models.items()
+                for g in groups
+            ],
+        )
     cmp = result.get("comparison")
     if cmp:
         k0 = result["k"][0]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from movierec.cli.console import errors, progress, say, step_progress, table
+from movierec.cli.console import errors, progress, say, step_progress, table, write_json
 from movierec.cli.options import DataDirOpt, DatasetOpt, ParamsOpt
 from movierec.settings import get_settings
 
@@ -37,12 +38,27 @@ def train(
         float | None, typer.Option(help="Least improvement (default MOVIEREC_MIN_IMPROVE).")
     ] = None,
     feedback: Annotated[bool, typer.Option(help="Merge the feedback the service received.")] = True,
+    result_json: Annotated[
+        Path | None, typer.Option(help="Write the outcome (version, run, decision) as JSON.")
+    ] = None,
+    progress_file: Annotated[
+        Path | None, typer.Option(help="Append each step's label to this file as it starts.")
+    ] = None,
 ) -> None:
     """Train, evaluate, log to MLflow, register, promote if better, publish atomically."""
     from movierec.lifecycle.train import train_and_publish, train_steps
 
     names = tuple(n.strip() for n in strategies.split(",") if n.strip())
+
     with errors(), progress("train", train_steps(names, model, evaluate)) as advance:
+        bar = step_progress(advance)
+
+        def step(label: str) -> None:
+            bar(label)
+            if progress_file is not None:
+                with progress_file.open("a") as f:
+                    f.write(label + "\n")
+
         result = train_and_publish(
             get_settings(),
             dataset,
@@ -55,8 +71,9 @@ def train(
             metric=metric,
             min_improve=min_improve,
             use_feedback=feedback,
-            progress=step_progress(advance),
+            progress=step,
         )
+    write_json(result_json, result.to_dict())
     say(
         f"registered version {result.registered_version} (MLflow run {result.run_id}); "
         f"{'promoted' if result.promoted else 'NOT promoted'}: {result.decision.get('reason')}"

@@ -157,3 +157,37 @@ LOWER_IS_BETTER = ("rmse", "mae")
 def lower_is_better(metric: str) -> bool:
     """Whether smaller values of ``metric`` (``rmse``, ``ndcg@10``, ...) are better."""
     return metric.split("@")[0] in LOWER_IS_BETTER
+
+
+def long_tail_share(
+    recs: np.ndarray, item_popularity: np.ndarray, k: int, head: float = 0.2
+) -> float:
+    """Share of recommended items (top k, all users) outside the ``head`` most popular items.
+
+    The head is the top ``head`` fraction of the catalog by training interactions (ties at the
+    boundary count as head).
+    """
+    r = recs[:, :k]
+    r = r[r >= 0]
+    if not r.size or not item_popularity.size:
+        return 0.0
+    n_head = max(1, int(np.ceil(head * item_popularity.size)))
+    threshold = np.sort(item_popularity)[::-1][n_head - 1]
+    return float(np.mean(item_popularity[r] < threshold))
+
+
+#: User activity groups: fewer than COLD_MAX training interactions, the top HEAVY_SHARE by
+#: activity, and the rest.
+COLD_MAX = 20
+HEAVY_SHARE = 0.1
+
+
+def activity_groups(activity: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean masks of the user activity groups, given each user's training interactions.
+
+    ``cold``: fewer than 20; ``heavy``: the top 10% by activity (not cold); ``warm``: the rest.
+    """
+    cold = activity < COLD_MAX
+    cut = np.quantile(activity, 1 - HEAVY_SHARE) if activity.size else 0.0
+    heavy = (activity >= cut) & ~cold
+    return {"cold": cold, "warm": ~cold & ~heavy, "heavy": heavy}

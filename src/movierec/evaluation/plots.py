@@ -27,10 +27,17 @@ def plot_results(
             ax.set_title(name.upper())
     else:
         ks = result["k"]
-        fig, axes = plt.subplots(1, len(metric_names), figsize=(6 * len(metric_names), 4))
+        k0 = ks[0]
+        groups = [
+            g
+            for g in ("cold", "warm", "heavy")
+            if any(f"{g}:ndcg@{k0}" in result["models"][m] for m in models)
+        ]
+        panels = len(metric_names) + (1 if groups else 0)
+        fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4))
         axes = np.atleast_1d(axes)
         width = 0.8 / max(len(models), 1)
-        for ax, metric in zip(axes, metric_names, strict=True):
+        for ax, metric in zip(axes[: len(metric_names)], metric_names, strict=True):
             for j, m in enumerate(models):
                 vals = [result["models"][m].get(f"{metric}@{k}", 0.0) for k in ks]
                 errs = [result["models"][m].get(f"{metric}@{k}_se", 0.0) for k in ks]
@@ -38,6 +45,13 @@ def plot_results(
             ax.set_xticks(np.arange(len(ks)) + width * (len(models) - 1) / 2, [f"@{k}" for k in ks])
             ax.set_title(metric)
         axes[0].legend(fontsize=8)
+        if groups:  # NDCG at the first k per user-activity group
+            ax = axes[-1]
+            for j, m in enumerate(models):
+                vals = [result["models"][m].get(f"{g}:ndcg@{k0}", 0.0) for g in groups]
+                ax.bar(np.arange(len(groups)) + j * width, vals, width, label=m)
+            ax.set_xticks(np.arange(len(groups)) + width * (len(models) - 1) / 2, groups)
+            ax.set_title(f"ndcg@{k0} by user activity")
     fig.suptitle(
         f"{result.get('dataset', '')} · {result['protocol']} · {result.get('seeds', 1)} seed(s)"
     )

@@ -99,8 +99,40 @@ def evaluate_split(
             out[f"diversity@{k}"] = float(
                 np.nanmean(metrics.intra_list_diversity(ev, catalog.genres, k))
             )
+        out[f"long_tail@{k}"] = metrics.long_tail_share(ev, pop, k)
+    out |= _by_activity(split, per_user, evaluated, ev, pop, ks)
     out["users_evaluated"] = int(evaluated.sum())
     out["users_skipped_no_relevant"] = int((~evaluated).sum())
+    return out
+
+
+def _by_activity(
+    split: Split,
+    per_user: dict[str, np.ndarray],
+    evaluated: np.ndarray,
+    recs: np.ndarray,
+    pop: np.ndarray,
+    ks: list[int],
+) -> dict[str, Any]:
+    """Every ranking metric and the long-tail share per user-activity group.
+
+    Keys are ``<group>:<metric>`` (``cold:ndcg@10``) and ``users_<group>``; activity is the
+    number of training interactions (the fold-in history for held-out users); a group without
+    users has no keys.
+    """
+    if split.users is not None:
+        activity = np.diff(split.train.matrix.indptr)[split.users]
+    else:
+        assert split.history is not None
+        activity = np.diff(split.history.indptr)
+    out: dict[str, Any] = {}
+    for group, mask in metrics.activity_groups(activity[evaluated]).items():
+        out[f"users_{group}"] = int(mask.sum())
+        if not mask.any():
+            continue
+        out |= {f"{group}:{name}": float(v[mask].mean()) for name, v in per_user.items()}
+        for k in ks:
+            out[f"{group}:long_tail@{k}"] = metrics.long_tail_share(recs[mask], pop, k)
     return out
 
 

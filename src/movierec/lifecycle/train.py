@@ -8,6 +8,7 @@ promote if better (champion alias, then the ``CURRENT`` swap) -> tell the servic
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -54,6 +55,10 @@ class TrainResult:
     run_id: str | None = None
     registered_version: str | None = None
     feedback: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (what ``movierec train --result-json`` writes)."""
+        return dataclasses.asdict(self)
 
 
 def _catalog_table(movies: pa.Table | None, links: pa.Table | None = None) -> pa.Table:

@@ -24,8 +24,9 @@ from movierec.lifecycle.bundle import BundleError
 from movierec.redact import install_log_redaction, redact
 from movierec.service.catalog import UnknownMovieError
 from movierec.service.engine import UnknownStrategyError
+from movierec.service.jobs import UnknownJobError
 from movierec.service.metrics import LATENCY, MODEL_INFO, REQUESTS
-from movierec.service.routes import catalog, recommend, system
+from movierec.service.routes import catalog, recommend, system, training
 from movierec.service.state import ServiceState
 from movierec.settings import Settings, get_settings
 
@@ -39,6 +40,7 @@ ERROR_STATUS: dict[type[MovierecError], int] = {
     UnknownStrategyError: 422,
     InvalidDataError: 422,
     BundleError: 409,
+    UnknownJobError: 404,
 }
 
 
@@ -236,4 +238,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(recommend.router)  # the hottest routes are matched first
     app.include_router(catalog.router)
     app.include_router(system.router)
+    app.include_router(training.router)
     return app

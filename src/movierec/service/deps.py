@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import re
 from typing import Annotated
@@ -50,20 +52,43 @@ def _bearer(authorization: str | None) -> str | None:
     return token if _TOKEN.fullmatch(token) else None
 
 
+def _basic(authorization: str | None) -> tuple[str, str] | None:
+    """``(user, password)`` of a well-formed ``Basic`` header (None when absent or malformed)."""
+    if not authorization or not authorization.startswith("Basic "):
+        return None
+    try:
+        text = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    user, sep, password = text.partition(":")
+    return (user, password) if sep and user else None
+
+
 async def require_admin(
     state: Annotated[ServiceState, Depends(get_state)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
-    """Bearer token check: 401 without a well-formed token, 403 with a wrong one."""
+    """Admin check: a bearer token or HTTP Basic, compared in constant time.
+
+    ``Bearer <MOVIEREC_ADMIN_TOKEN>``, or Basic with ``MOVIEREC_ADMIN_USER`` /
+    ``MOVIEREC_ADMIN_PASSWORD``; 401 without a well-formed credential, 403 with a wrong one.
+    """
+    s = state.settings
     token = _bearer(authorization)
-    if token is None:
+    basic = _basic(authorization)
+    if token is None and basic is None:
         raise HTTPException(
             401,
-            detail="admin endpoints need 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
+            detail="admin endpoints need 'Authorization: Bearer <token>' or HTTP Basic",
+            headers={"WWW-Authenticate": 'Bearer, Basic realm="movierec"'},
         )
-    if not _same(token, state.settings.admin_token):
-        raise HTTPException(403, detail="wrong admin token (or MOVIEREC_ADMIN_TOKEN is unset)")
+    if token is not None and _same(token, s.admin_token):
+        return
+    if basic is not None and s.admin_user is not None:
+        same_user = hmac.compare_digest(basic[0].encode(), s.admin_user.encode())
+        if _same(basic[1], s.admin_password) and same_user:
+            return
+    raise HTTPException(403, detail="wrong admin credential (or none is configured)")
 
 
 async def require_writer(

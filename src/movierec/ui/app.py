@@ -41,6 +41,15 @@ CSS = """
 """
 
 
+def _basic_credentials() -> tuple[str, str] | None:
+    """HTTP Basic admin credentials from the environment, when both are set."""
+    user, password = (
+        os.environ.get("MOVIEREC_ADMIN_USER"),
+        os.environ.get("MOVIEREC_ADMIN_PASSWORD"),
+    )
+    return (user, password) if user and password else None
+
+
 def client() -> ApiClient:
     """One API client per session."""
     if "client" not in st.session_state:
@@ -48,6 +57,7 @@ def client() -> ApiClient:
             API_URL,
             api_key=os.environ.get("MOVIEREC_API_KEY"),
             admin_token=os.environ.get("MOVIEREC_ADMIN_TOKEN"),
+            admin_basic=_basic_credentials(),
         )
     c: ApiClient = st.session_state.client
     return c

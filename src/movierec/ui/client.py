@@ -7,6 +7,7 @@ page can always show a clear sentence instead of a stack trace.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,12 +109,22 @@ class ApiClient:
         *,
         api_key: str | None = None,
         admin_token: str | None = None,
+        admin_basic: tuple[str, str] | None = None,
     ) -> None:
-        """Args: the API's URL, a timeout, and the credentials writes and admin pages need."""
+        """A client of the API at ``base_url``.
+
+        ``api_key`` is sent with writes; the admin token (else HTTP Basic ``admin_basic``)
+        with admin pages.
+        """
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
         self._write_headers = {"X-API-Key": api_key} if api_key else {}
-        self._admin_headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+        self._admin_headers: dict[str, str] = {}
+        if admin_token:
+            self._admin_headers = {"Authorization": f"Bearer {admin_token}"}
+        elif admin_basic:
+            raw = base64.b64encode(f"{admin_basic[0]}:{admin_basic[1]}".encode()).decode()
+            self._admin_headers = {"Authorization": f"Basic {raw}"}
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
