@@ -106,3 +106,16 @@ def test_the_bundle_is_smaller_than_one_copy_per_model(bundle_home: Path) -> Non
     ease = (b.path / "models" / "ease" / "arrays.npz").stat().st_size
     # the ease weights are the largest part and are stored once, not twice
     assert total < 1.5 * ease + 20 * 2**20
+
+
+def test_the_popularity_fallback_follows_the_settings(synth_release: Path, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", popular_by="mean", popular_min_ratings=7)
+    train_and_publish(
+        settings, str(synth_release), "popularity", strategies=("popularity",), evaluate=False
+    )
+    b = load_bundle(settings.bundles_dir)
+    config = b.manifest["strategies"]["popularity"]["config"]
+    assert config["mode"] == "mean" and config["min_count"] == 7
+    counts = np.diff(b.models["popularity"].history.tocsc().indptr)
+    top = np.argsort(-b.models["popularity"].popularity)[:10]  # type: ignore[attr-defined]
+    assert (counts[top] >= 7).all()

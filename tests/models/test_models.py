@@ -128,3 +128,24 @@ def test_sequential_transitions_by_hand() -> None:
     model = create("sequential", {"shrink": 0.0}).fit(data)
     after_a = model.fold_in([0])
     assert after_a[2] > after_a[1] > 0  # c follows a more often than b does
+
+
+def test_popularity_by_damped_mean_with_a_minimum_count() -> None:
+    import numpy as np
+
+    from movierec.data.interactions import InteractionData
+
+    # item 10: 3 ratings of 5; item 20: 1 rating of 5; item 30: 4 ratings of 2
+    users = np.array([1, 2, 3, 1, 1, 2, 3, 4])
+    items = np.array([10, 10, 10, 20, 30, 30, 30, 30])
+    ratings = np.array([5.0, 5, 5, 5, 2, 2, 2, 2])
+    data = InteractionData.from_arrays(users, items, ratings, np.arange(8) + 10**9)
+    mu = ratings.mean()
+    model = create("popularity", {"mode": "mean", "damping": 2.0}).fit(data)
+    idx = data.items.index(np.array([10, 20, 30]))
+    expected = np.array([(15 + 2 * mu) / 5, (5 + 2 * mu) / 3, (8 + 2 * mu) / 6])
+    np.testing.assert_allclose(model.popularity[idx], expected / expected.max(), rtol=1e-6)
+    # with a minimum of 2 ratings, item 20 (one rating) ranks last although its mean is high
+    model = create("popularity", {"mode": "mean", "damping": 0.0, "min_count": 2}).fit(data)
+    order = data.items.ids[np.argsort(-model.popularity)].tolist()
+    assert order == [10, 30, 20]

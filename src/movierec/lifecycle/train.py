@@ -124,7 +124,10 @@ def train_and_publish(
         marked FAILED.
     """
     t0 = time.perf_counter()
-    params = params or {}
+    params = dict(params or {})
+    params.setdefault(
+        "popularity", {"mode": settings.popular_by, "min_count": settings.popular_min_ratings}
+    )
     rule = PromotionRule.from_settings(settings, metric, min_improve, protocol)
     if rule.protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {rule.protocol!r}; use {', '.join(PROTOCOLS)}")

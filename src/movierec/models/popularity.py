@@ -17,15 +17,21 @@ class PopularityConfig(ModelConfig):
 
     Attributes:
         mode: ``count`` (number of interactions), ``rating`` (sum of values: rating-weighted),
-            or ``trending`` (each interaction decays with ``half_life_days`` from the newest).
+            ``trending`` (each interaction decays with ``half_life_days`` from the newest), or
+            ``mean`` (the damped mean rating ``(sum + damping · global mean) / (n + damping)``).
         half_life_days: Half-life of ``trending``.
+        min_count: Items with fewer interactions rank after every other item (in count
+            order): the reference system's "popular movies with at least 20 ratings".
+        damping: Pseudo-ratings at the global mean that ``mean`` adds to every item.
         genre_boost: Weight of the user's genre affinity added to normalised popularity
             (needs the data's catalog; 0 = the same list for everybody).
     """
 
     weighting: Literal["raw"] = "raw"
-    mode: Literal["count", "rating", "trending"] = "count"
+    mode: Literal["count", "rating", "trending", "mean"] = "count"
     half_life_days: float = Field(default=30.0, gt=0)
+    min_count: int = Field(default=0, ge=0)
+    damping: float = Field(default=10.0, ge=0)
     genre_boost: float = Field(default=0.0, ge=0)
 
 
@@ -43,17 +49,27 @@ class Popularity(Recommender):
         self.genres: sp.csr_matrix | None = None
 
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
-        m = data.matrix
-        if self.config.mode == "count":
-            w = np.ones(m.nnz)
-        elif self.config.mode == "rating":
-            w = m.data.astype(np.float64)
+        m, c = data.matrix, self.config
+        counts = np.bincount(m.indices, minlength=m.shape[1]).astype(np.float64)
+        pop: np.ndarray
+        if c.mode == "count":
+            pop = counts
+        elif c.mode == "rating":
+            pop = np.bincount(m.indices, weights=m.data.astype(np.float64), minlength=m.shape[1])
+        elif c.mode == "mean":
+            sums = np.bincount(m.indices, weights=m.data.astype(np.float64), minlength=m.shape[1])
+            mu = float(m.data.mean()) if m.nnz else 0.0
+            pop = (sums + c.damping * mu) / np.maximum(counts + c.damping, 1e-12)
         else:
             age = (data.timestamps.max() - data.timestamps) / 86_400.0 if m.nnz else np.zeros(0)
-            w = np.power(0.5, age / self.config.half_life_days)
-        pop = np.bincount(m.indices, weights=w, minlength=m.shape[1])
+            w = np.power(0.5, age / c.half_life_days)
+            pop = np.bincount(m.indices, weights=w, minlength=m.shape[1])
         top = pop.max() if pop.size and pop.max() > 0 else 1.0
-        self.popularity = (pop / top).astype(np.float32)
+        pop = pop / top
+        if c.min_count > 0:  # rare items after every other one, among themselves by count
+            rare = counts < c.min_count
+            pop = np.where(rare, counts / max(float(counts.max()), 1.0) - 2.0, pop)
+        self.popularity = pop.astype(np.float32)
         self.genres = None
         if self.config.genre_boost > 0 and data.catalog is not None:
             g = sp.csr_matrix(data.catalog.genres, dtype=np.float32)
