@@ -288,7 +288,7 @@ def test_a_tampered_bundle_is_refused_and_the_old_one_serves(
 def test_reload_refuses_odd_versions(keyed: TestClient, version: str) -> None:
     r = keyed.post("/admin/reload-model", json={"version": version}, headers=ADMIN)
     assert r.status_code in (409, 422), r.text
-    assert "/" not in r.json().get("detail", "")[0:0] and str(Path.cwd()) not in r.text
+    assert str(Path.cwd()) not in r.text
 
 
 def test_a_pinned_reload_stays_pinned(home: Path) -> None:

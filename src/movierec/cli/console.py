@@ -27,6 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from movierec.data.report import ValidationReport
 from movierec.errors import MovierecError, RejectRateExceededError
 
 err = Console(stderr=True, emoji=False, highlight=False)
@@ -147,7 +148,7 @@ def write_json(path: Path | None, payload: Any) -> None:
     path.write_text(json.dumps(payload, indent=2))
 
 
-def print_report(rep: Any) -> None:
+def print_report(rep: ValidationReport) -> None:
     """A validation report: counts, then the first ten rejects with line, field and reason."""
     table(
         f"{rep.source} ({rep.kind})",

@@ -34,7 +34,7 @@ class ServiceState:
     started: float = field(default_factory=time.time)
     reload_lock: threading.RLock = field(default_factory=threading.RLock)
     last_error: str | None = None
-    work: WorkLimiter = field(default_factory=lambda: WorkLimiter(2, 32))
+    work: WorkLimiter = field(init=False)
     #: Whether the background warm of the current engine is still running.
     warming: bool = False
     jobs: TrainingJobs = field(init=False)
