@@ -106,6 +106,12 @@ def test_train_logs_registers_and_promotes_by_rule(
     assert run.data.tags["protocol"] == "leave-last-out"
     assert len(run.data.tags["config_hash"]) == 16
     assert "ndcg_at_10" in run.data.metrics and "recall_at_20" in run.data.metrics
+    # the training cost of each strategy and its size in the bundle (the model report's rows)
+    for name in FAST:
+        for key in ("fit_seconds", "fit_cpu_seconds", "fit_peak_rss_mb", "size_in_memory_mb"):
+            assert run.data.metrics[f"{name}.{key}"] >= 0
+        assert run.data.metrics[f"{name}.size_on_disk_mb"] > 0
+    assert run.data.metrics["bundle_size_mb"] > run.data.metrics["itemknn.size_on_disk_mb"]
     assert json.loads(run.data.params["config.itemknn.neighbors"]) == 200
     assert run.data.params["config.popularity.mode"] == "count"
     arts = {a.path for a in tracker.client.list_artifacts(first.run_id, "evaluation")}

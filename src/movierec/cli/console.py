@@ -148,6 +148,15 @@ def write_json(path: Path | None, payload: Any) -> None:
     path.write_text(json.dumps(payload, indent=2))
 
 
+def write_plot(path: Path | None, draw: Callable[[Path], None]) -> None:
+    """Draw a chart into ``path`` (creating the folder) and say where (nothing when None)."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draw(path)
+    say(f"plot: {path}")
+
+
 def print_report(rep: ValidationReport) -> None:
     """A validation report: counts, then the first ten rejects with line, field and reason."""
     table(

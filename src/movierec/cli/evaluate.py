@@ -8,7 +8,15 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from movierec.cli.console import errors, progress, say, step_progress, table, write_json
+from movierec.cli.console import (
+    errors,
+    progress,
+    say,
+    step_progress,
+    table,
+    write_json,
+    write_plot,
+)
 from movierec.cli.options import DataDirOpt, DatasetOpt, OutputOpt, ParamsOpt, PlotOpt
 from movierec.settings import get_settings
 
@@ -77,10 +85,7 @@ def evaluate(
             )
     print_results(result)
     write_json(output, result)
-    if plot is not None:
-        plot.parent.mkdir(parents=True, exist_ok=True)
-        plot_results(result, plot)
-        say(f"plot: {plot}")
+    write_plot(plot, lambda path: plot_results(result, path))
 
 
 def print_results(result: dict[str, Any]) -> None:
@@ -193,3 +198,66 @@ def tune(
         with errors():
             run_id = Tracker(get_settings()).log_tuning(result)
         say(f"logged to MLflow: run {run_id} (one child run per trial)")
+
+
+def report(
+    dataset: DatasetOpt = "ml-latest-small",
+    data_dir: DataDirOpt = None,
+    models: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated models (default: the strategies `train` bundles)."),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="Split to measure on: leave-last-out (known users) or strong-generalization "
+            "(fold-in of unseen users), ..."
+        ),
+    ] = "leave-last-out",
+    k: Annotated[
+        list[int] | None, typer.Option("--k", help="Cut-offs (repeat: --k 10 --k 20).")
+    ] = None,
+    params: ParamsOpt = None,
+    output: OutputOpt = None,
+    plot: PlotOpt = None,
+    track: Annotated[
+        bool, typer.Option(help="Log the report (metrics, JSON, plot) to MLflow as a run.")
+    ] = True,
+) -> None:
+    """Measure each model: accuracy, latency, throughput, size and training cost.
+
+    Per model: accuracy at k, latency avg/p95 (single request and batch of 1,000), throughput,
+    size on disk and in memory, training wall/CPU seconds and peak RSS; a table, JSON and a plot.
+    """
+    from movierec.data.tables import load_tables
+    from movierec.evaluation.report import model_report, plot_report, report_rows
+    from movierec.evaluation.runner import check_request
+    from movierec.lifecycle.train import DEFAULT_STRATEGIES
+
+    names = [m.strip() for m in models.split(",")] if models else list(DEFAULT_STRATEGIES)
+    with errors():
+        proto = check_request(protocol, names)
+        if proto == "kfold-rating":
+            raise ValueError("a model report ranks items: use a ranking protocol")
+        overrides = json.loads(params) if params else {}
+        tables = load_tables(dataset, get_settings(), data_dir, kinds=("movies", "tags"))
+        with progress("report", len(names)) as advance:
+            result = model_report(
+                tables,
+                proto,
+                names,
+                sorted(set(k or [10, 20])),
+                overrides,
+                dataset=dataset,
+                progress=step_progress(advance),
+            )
+    header, rows = report_rows(result)
+    table(f"{dataset} · {protocol} · model report", header, rows)
+    write_json(output, result)
+    write_plot(plot, lambda path: plot_report(result, path))
+    if track:
+        from movierec.lifecycle.tracking import Tracker
+
+        with errors():
+            run_id = Tracker(get_settings()).log_report(result, plot)
+        say(f"logged to MLflow: run {run_id}")

@@ -176,6 +176,35 @@ class Tracker:
         self.end_run(parent, True)
         return parent
 
+    def log_report(self, report: dict[str, Any], plot: Path | None = None) -> str:
+        """A model report as one run: per-model metrics prefixed by the model, JSON and plot."""
+        run = self.start_run(
+            "report",
+            {
+                "kind": "report",
+                "dataset": str(report.get("dataset", "")),
+                "protocol": str(report["protocol"]),
+            },
+        )
+        self.log(
+            run,
+            params={"models": ",".join(report["models"]), "seed": report.get("seed", 0)},
+            metrics={
+                f"{name}.{key}": value
+                for name, vals in report["models"].items()
+                for key, value in vals.items()
+                if not key.startswith(("cold:", "warm:", "heavy:"))
+            },
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "report.json"
+            path.write_text(json.dumps(report, indent=2))
+            self.log_artifact(run, path, "report")
+        if plot is not None and plot.exists():
+            self.log_artifact(run, plot, "report")
+        self.end_run(run, True)
+        return run
+
     # ---------------------------------------------------------------- registry
     def register(self, run_id: str, bundle_dir: Path, tags: dict[str, str]) -> str:
         """Log the bundle as a pyfunc model in the run and register a new version."""

@@ -26,6 +26,7 @@ from movierec.data.interactions import InteractionData
 from movierec.data.splits import PROTOCOLS, Protocol
 from movierec.data.tables import Tables, load_tables
 from movierec.evaluation.plots import plot_results
+from movierec.evaluation.report import measure, memory_bytes
 from movierec.evaluation.runner import run_evaluation
 from movierec.lifecycle.bundle import git_commit, publish_bundle
 from movierec.lifecycle.promotion import Challenger, PromotionRule, crown, decide
@@ -187,9 +188,14 @@ def train_and_publish(
         data = data.with_catalog(tables.movies, tables.tags)
         options = TrainOptions(seed=seed)
         fitted: dict[str, Recommender] = {}
+        costs: dict[str, float] = {}
         for name in names:
             step(f"fit {name}")
-            fitted[name] = models[name].fit(data, options)
+            with measure() as cost:
+                fitted[name] = models[name].fit(data, options)
+            costs |= {f"{name}.{k}": v for k, v in cost.to_dict("fit").items()}
+            costs[f"{name}.size_in_memory_mb"] = memory_bytes(fitted[name]) / 2**20
+        tracker.log(run_id, metrics=costs)
         metrics: dict[str, Any] = {}
         if evaluate:
             step(f"evaluate {model}")
@@ -211,6 +217,21 @@ def train_and_publish(
                 "feedback": fb_counts,
             },
             make_current=False,
+        )
+        folder = settings.bundles_dir / version
+        tracker.log(
+            run_id,
+            metrics={
+                f"{path.name}.size_on_disk_mb": sum(
+                    f.stat().st_size for f in path.rglob("*") if f.is_file()
+                )
+                / 2**20
+                for path in (folder / "models").iterdir()
+            }
+            | {
+                "bundle_size_mb": sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+                / 2**20
+            },
         )
         step("register")
         value = metrics.get(metric)
