@@ -1,7 +1,12 @@
-"""Golden answers: every strategy gives the same lists as the code before the house refactoring.
+"""Golden answers: every strategy gives the same lists for a fixed data set and seed.
 
-``tests/golden/answers.json`` was written by ``tests/golden/make_golden.py`` run against the
-commit before issue #11 (9fddf11); the same script runs here against the current code.
+``tests/golden/answers.json`` was first written by ``tests/golden/make_golden.py`` against the
+commit before issue #11 (9fddf11) and reproduced by the refactored code. It was rewritten once
+(issue #12) after two findings: the file depended on which of several tied scores NumPy's
+``argpartition`` put inside the top k (its SIMD partition differs by CPU), so top-k now takes
+the smallest indices among ties (:func:`movierec.models.topk.top_indices`); and EASE keeps 128
+weights per item by default. Every difference from the first file was a tie at the boundary,
+a neighbour list chosen among ties, or a model built on them (``ranked``).
 """
 
 from __future__ import annotations

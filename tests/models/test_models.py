@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from movierec.models.ease import spd_inverse
-from movierec.models.topk import topk
+from movierec.models.ease import prune_columns, spd_inverse
+from movierec.models.topk import top_indices, topk
 from movierec.strategies import create
 from tests.models.contract import RecommenderContract, checkerboard
 
@@ -39,6 +39,28 @@ class TestBPR(RecommenderContract):
 class TestEASE(RecommenderContract):
     name = "ease"
     params: ClassVar[dict[str, Any]] = {"l2": 10.0}
+
+
+class TestEASESparse(RecommenderContract):
+    """EASE with 8 weights kept per target item (sparse ``B``) passes the same contract."""
+
+    name = "ease"
+    params: ClassVar[dict[str, Any]] = {"l2": 10.0, "neighbors": 8}
+
+
+def test_ease_pruning_keeps_the_largest_weights_of_each_column() -> None:
+    b = np.array([[0.0, -5.0, 1.0], [2.0, 0.0, -0.5], [-3.0, 0.25, 0.0]], np.float32)
+    assert prune_columns(b, 1).toarray().tolist() == [[0, -5, 1], [0, 0, 0], [-3, 0, 0]]
+    assert np.array_equal(prune_columns(b, 3).toarray(), b)
+    data, options = checkerboard()
+    dense = create("ease", {"l2": 10.0, "neighbors": None}).fit(data, options)
+    sparse = create("ease", {"l2": 10.0, "neighbors": 2}).fit(data, options)
+    assert isinstance(dense.weights, np.ndarray)  # type: ignore[attr-defined]
+    w = prune_columns(dense.weights, 2).toarray()  # type: ignore[attr-defined]
+    assert (np.count_nonzero(w, axis=0) <= 2).all()
+    np.testing.assert_allclose(sparse.weights.toarray(), w)  # type: ignore[attr-defined]
+    x = data.matrix[:5]
+    np.testing.assert_allclose(sparse.score_history(x), (x @ w).astype(np.float32), rtol=1e-6)
 
 
 class TestGenre(RecommenderContract):
@@ -76,6 +98,20 @@ def test_topk_hand_checked() -> None:
     assert rb.items.dtype == np.int32
     rb = topk(scores.copy(), 6)
     assert rb.items[0].tolist() == [1, 3, 2, 0, -1, -1]  # ties: smaller index first
+
+
+def test_top_indices_take_the_smallest_indices_among_ties() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        row = np.full(300, 0.5, np.float32)
+        row[rng.choice(300, 100, replace=False)] = 0.1
+        best = rng.choice(300, 3, replace=False)
+        row[best] = 1.0
+        part = top_indices(row[None, :].copy(), 10)[0]
+        tied = np.flatnonzero(row == 0.5)[:7]
+        assert sorted(part.tolist()) == sorted([*best.tolist(), *tied.tolist()])
+        rb = topk(row[None, :].copy(), 10)
+        assert rb.items[0].tolist() == [*sorted(best.tolist()), *tied.tolist()]
 
 
 def test_spd_inverse() -> None:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from movierec.data.interactions import InteractionData
 from movierec.models.base import ModelConfig, Recommender, TrainOptions
+from movierec.models.topk import top_indices
 from movierec.types import csr_from_arrays, csr_to_arrays
 
 
@@ -52,7 +53,7 @@ def knn_similarity(
             sims *= co / (co + shrink)
         sims[np.arange(stop - start), np.arange(start, stop)] = 0.0
         if kk < n:
-            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            part = top_indices(sims, kk, ignore_at_most=0.0)  # kept only when > 0
         else:
             part = np.broadcast_to(np.arange(n), sims.shape)
         top = np.take_along_axis(sims, part, axis=1)

@@ -40,7 +40,7 @@ def topk(
     scores = np.asarray(scores, dtype=np.float32)
     if scores.ndim != 2:
         raise ValueError("scores must be 2-D (n, n_items)")
-    n, m = scores.shape
+    m = scores.shape[1]
     scores[~np.isfinite(scores)] = -np.inf
     if candidates is not None:
         if candidates.dtype == bool:
@@ -52,10 +52,7 @@ def topk(
     if exclude is not None:
         mask_rows(scores, exclude)
     kk = min(k, m)
-    if kk < m:
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-    else:
-        part = np.broadcast_to(np.arange(m), (n, m)).copy()
+    part = top_indices(scores, kk)
     part_scores = np.take_along_axis(scores, part, axis=1)
     # best first; ties broken by the smaller item index for determinism
     order = np.lexsort((part, -part_scores), axis=1)
@@ -67,3 +64,25 @@ def topk(
     invalid = ~np.isfinite(top)
     items[invalid] = -1
     return RecBatch(items, top.astype(np.float32))
+
+
+def top_indices(values: np.ndarray, kk: int, ignore_at_most: float = -np.inf) -> np.ndarray:
+    """Column indices of the ``kk`` largest values of each row, in no particular order.
+
+    Among values tied with the ``kk``-th largest, the smallest indices are taken, so the
+    selection does not depend on how ``argpartition`` picks among ties (NumPy's SIMD
+    partitions differ by CPU). Rows whose ``kk``-th value is at most ``ignore_at_most`` are
+    left as partitioned (for callers that drop such values anyway).
+    """
+    m = values.shape[1]
+    if kk >= m:
+        return np.broadcast_to(np.arange(m), values.shape).copy()
+    part = np.argpartition(-values, kk - 1, axis=1)[:, :kk]
+    thr = np.take_along_axis(values, part, axis=1).min(axis=1)
+    n_ge = (values >= thr[:, None]).sum(axis=1)
+    for r in np.flatnonzero(np.isfinite(thr) & (thr > ignore_at_most) & (n_ge > kk)):
+        row = values[r]
+        above = np.flatnonzero(row > thr[r])
+        tied = np.flatnonzero(row == thr[r])[: kk - above.size]
+        part[r] = np.concatenate([above, tied])
+    return part
