@@ -170,6 +170,33 @@ class Settings(BaseSettings):
     reload_poll_s: float = Field(
         default=2.0, ge=0, description="How often the service checks CURRENT (0 = never)."
     )
+    feedback_poll_s: float = Field(
+        default=0.2,
+        ge=0,
+        description="How often the service folds in events stored by other processes "
+        "(the stream consumer); 0 = never.",
+    )
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers (host:port,...)."
+    )
+    kafka_topic: str = Field(default="movielog", description="Topic of the event stream.")
+    kafka_group: str = Field(default="movierec", description="Consumer group of the consumer.")
+    drift_psi_moderate: float = Field(
+        default=0.1, gt=0, description="PSI at or above which drift is moderate."
+    )
+    drift_psi_strong: float = Field(
+        default=0.25, gt=0, description="PSI at or above which drift is strong."
+    )
+    drift_ks_moderate: float = Field(
+        default=0.1, gt=0, description="KS statistic (user activity) at or above: moderate."
+    )
+    drift_ks_strong: float = Field(
+        default=0.2, gt=0, description="KS statistic (user activity) at or above: strong."
+    )
+    drift_gate: bool = Field(
+        default=True,
+        description="Scheduled runs compute drift first and do not promote on strong drift.",
+    )
 
     @model_validator(mode="after")
     def _register_secrets(self) -> Settings:

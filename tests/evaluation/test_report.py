@@ -70,8 +70,8 @@ def test_report_command_measures_each_model_and_logs_to_mlflow(
         assert vals["size_on_disk_mb"] > 0 and vals["size_in_memory_mb"] > 0
         assert vals["fit_seconds"] > 0 and vals["fit_peak_rss_mb"] > 0
     ease, pop = report["models"]["ease"], report["models"]["popularity"]
-    # EASE holds an item x item matrix, popularity a vector: sizes say so
-    assert ease["size_in_memory_mb"] > 10 * pop["size_in_memory_mb"]
+    # EASE holds item x item weights (128 per item), popularity a vector: sizes say so
+    assert ease["size_in_memory_mb"] > 2 * pop["size_in_memory_mb"]
     assert ease["ndcg@10"] > pop["ndcg@10"]
     assert png.stat().st_size > 10_000
     header, rows = report_rows(report)

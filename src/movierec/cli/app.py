@@ -12,6 +12,7 @@ from rich.logging import RichHandler
 from movierec.cli import evaluate, lifecycle, serve
 from movierec.cli.console import DEBUG, err
 from movierec.cli.data import data_app
+from movierec.cli.stream import stream_app
 from movierec.redact import install_log_redaction
 from movierec.settings import get_settings
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(lifecycle.model_app, name="model")
+app.add_typer(stream_app, name="stream")
 app.command("evaluate")(evaluate.evaluate)
 app.command("tune")(evaluate.tune)
 app.command("report")(evaluate.report)

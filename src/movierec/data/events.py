@@ -105,6 +105,8 @@ class EventLog:
     ratings: pa.Table
     requests: pa.Table
     report: ValidationReport
+    #: The server named by each request line (aligned with ``requests``).
+    servers: tuple[str, ...] = ()
 
     def watch_depth(self) -> pa.Table:
         """Aggregate watches into ``user_id, movie_id, rating, timestamp``.
@@ -165,6 +167,7 @@ def parse_lines(
     r_rows: list[tuple[int, int, float, int]] = []
     r_lines: list[int] = []
     q_rows: list[tuple[int, int, int, str, float]] = []
+    servers: list[str] = []
     for line_no, raw in enumerate(lines, start=1):
         line = raw.rstrip("\r\n")
         report.input_rows += 1
@@ -224,6 +227,7 @@ def parse_lines(
                     float(q.group("latency")),
                 )
             )
+            servers.append(q.group("server").strip())
         else:
             bad("request", f"unknown request {body[:60]!r}")
     watches = _rows_table(w_rows, WATCHES_SCHEMA)
@@ -262,7 +266,7 @@ def parse_lines(
     report.dedup_rule = (
         f"ratings: one per (user, movie), {dedup} wins; watches: distinct minutes per (user, movie)"
     )
-    return EventLog(watches, ratings, requests, report)
+    return EventLog(watches, ratings, requests, report, tuple(servers))
 
 
 def _rows_table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:

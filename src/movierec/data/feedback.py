@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 
+from movierec.data.sqlutil import add_missing_column, insert_ignoring_known
+
 Signal = Literal["like", "dislike", "rating", "watch", "save"]
 #: Interaction value of a movie saved for later (intent to watch: a mild positive).
 SAVE_VALUE = 4.0
@@ -69,9 +71,16 @@ class UserFeedback:
 
 
 class FeedbackStore:
-    """Feedback table plus the per-user overlay; thread-safe."""
+    """Feedback table plus the per-user overlay; thread-safe.
 
-    def __init__(self, url: str, table: str = "movierec_feedback") -> None:
+    Events written by other processes (the stream consumer) reach this process's overlay
+    through :meth:`refresh`. ``overlay=False`` skips loading the overlay (writers only).
+    """
+
+    #: Seconds :meth:`refresh` looks back before its last poll (commits may land late).
+    REFRESH_WINDOW = 10.0
+
+    def __init__(self, url: str, table: str = "movierec_feedback", overlay: bool = True) -> None:
         self.url = url
         self.engine = sa.create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
@@ -95,26 +104,78 @@ class FeedbackStore:
             sa.Column("value", sa.Float),
             sa.Column("source", sa.String(64)),
             sa.Column("timestamp", sa.Float, nullable=False),
-            sa.Column("received", sa.Float, nullable=False),
+            sa.Column("received", sa.Float, nullable=False, index=True),
+            # identity of a streamed event: a replay of it is ignored (NULL for API feedback)
+            sa.Column("event_key", sa.String(128), unique=True),
         )
         self.meta.create_all(self.engine)
+        add_missing_column(self.engine, self.table, "event_key")
         self._lock = threading.Lock()
         self._users: dict[int, UserFeedback] = defaultdict(UserFeedback)
-        self._load()
+        self._applied: dict[int, float] = {}  # event id -> received, inside the refresh window
+        self._poll_from = time.time() - self.REFRESH_WINDOW
+        if overlay:
+            self._load()
 
     @classmethod
-    def for_settings(cls, home: Path, database_url: str | None) -> FeedbackStore:
+    def for_settings(
+        cls, home: Path, database_url: str | None, overlay: bool = True
+    ) -> FeedbackStore:
         """PostgreSQL when ``MOVIEREC_DATABASE_URL`` is a PostgreSQL URL, else SQLite (WAL)."""
         if database_url and database_url.startswith("postgresql"):
-            return cls(database_url)
+            return cls(database_url, overlay=overlay)
         home.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{home / 'feedback.db'}")
+        return cls(f"sqlite:///{home / 'feedback.db'}", overlay=overlay)
 
     def _load(self) -> None:
         with self.engine.connect() as con:
             rows = con.execute(sa.select(self.table).order_by(self.table.c.id)).all()
         for r in rows:
             self._users[int(r.user_id)].apply(int(r.movie_id), r.signal, r.value)
+            if r.received >= self._poll_from:
+                self._applied[int(r.id)] = float(r.received)
+
+    def refresh(self) -> set[int]:
+        """Fold in events other processes stored since the last call; return their users.
+
+        Reads the events received within :attr:`REFRESH_WINDOW` seconds before the last poll
+        and applies those not applied yet (each exactly once), so an event committed late by
+        a concurrent writer is still seen.
+        """
+        start = time.time()
+        q = (
+            sa.select(self.table)
+            .where(self.table.c.received >= self._poll_from)
+            .order_by(self.table.c.id)
+        )
+        with self.engine.connect() as con:
+            rows = con.execute(q).all()
+        users: set[int] = set()
+        with self._lock:
+            for r in rows:
+                if int(r.id) in self._applied:
+                    continue
+                self._applied[int(r.id)] = float(r.received)
+                self._users[int(r.user_id)].apply(int(r.movie_id), r.signal, r.value)
+                users.add(int(r.user_id))
+            self._poll_from = start - self.REFRESH_WINDOW
+            self._applied = {i: t for i, t in self._applied.items() if t >= self._poll_from}
+        return users
+
+    def add_events(self, rows: list[dict[str, Any]]) -> int:
+        """Store streamed events, each once: rows whose ``event_key`` is stored are skipped.
+
+        One transaction (durable when it returns). Rows need ``user_id, movie_id, signal,
+        value, source, timestamp, event_key``; the overlay is updated by :meth:`refresh`.
+
+        Returns:
+            How many rows were new.
+        """
+        if not rows:
+            return 0
+        now = time.time()
+        payload = [r | {"received": now} for r in rows]
+        return insert_ignoring_known(self.engine, self.table, payload)
 
     def add(
         self,
@@ -140,6 +201,8 @@ class FeedbackStore:
             with self.engine.begin() as con:
                 new_id = con.execute(sa.insert(self.table).values(**row)).inserted_primary_key
             self._users[user_id].apply(movie_id, signal, value)
+            if new_id:
+                self._applied[int(new_id[0])] = now
         return int(new_id[0]) if new_id else -1
 
     def user(self, user_id: int) -> UserFeedback | None:

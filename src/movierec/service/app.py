@@ -213,10 +213,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if state.engine is not None:
             MODEL_INFO.info({"version": state.engine.version})
         app.state.movierec = state
-        watcher = state.watch_current(s.reload_poll_s)
+        watchers = [state.watch_current(s.reload_poll_s), state.watch_feedback(s.feedback_poll_s)]
         yield
-        if watcher is not None:
-            watcher.set()
+        for watcher in watchers:
+            if watcher is not None:
+                watcher.set()
         store.close()
 
     app = FastAPI(

@@ -37,3 +37,8 @@ BUNDLE_FALLBACKS = Counter(
     "Start-ups that served an older verified bundle because CURRENT did not verify",
     registry=REGISTRY,
 )
+FEEDBACK_REFRESHED = Counter(
+    "movierec_stream_users_refreshed_total",
+    "Users whose history changed through events stored by another process (the stream)",
+    registry=REGISTRY,
+)

@@ -18,7 +18,7 @@ from movierec.lifecycle.bundle import (
 from movierec.service.engine import CACHE_N, Engine
 from movierec.service.jobs import TrainingJobs
 from movierec.service.limits import WorkLimiter
-from movierec.service.metrics import BUNDLE_FALLBACKS
+from movierec.service.metrics import BUNDLE_FALLBACKS, FEEDBACK_REFRESHED
 from movierec.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -149,6 +149,29 @@ class ServiceState:
                     logger.error("reload of %s failed: %s", cur, e)
 
         threading.Thread(target=loop, name="movierec-current-watch", daemon=True).start()
+        return stop
+
+    def watch_feedback(self, every_s: float) -> threading.Event | None:
+        """Fold in events other processes stored (the stream consumer) every ``every_s`` s.
+
+        A user with such events is answered on the per-request path from then on, exactly
+        like one who used ``POST /feedback``. Returns the stop event.
+        """
+        if every_s <= 0:
+            return None
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(every_s):
+                try:
+                    users = self.feedback.refresh()
+                except Exception as e:  # a database hiccup: try again next time
+                    logger.warning("feedback refresh failed: %s", e)
+                    continue
+                if users:
+                    FEEDBACK_REFRESHED.inc(len(users))
+
+        threading.Thread(target=loop, name="movierec-feedback-watch", daemon=True).start()
         return stop
 
     def try_load_current(self) -> None:

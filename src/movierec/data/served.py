@@ -1,0 +1,57 @@
+"""Served recommendations: what the service answered, as logged in the event stream.
+
+One row per recommendation-request line (time, user, server, status, the movie ids in
+order, latency), stored once per event identity next to the feedback table (same database).
+Online evaluation and experiments read it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from movierec.data.sqlutil import insert_ignoring_known
+
+
+class ServedLog:
+    """The ``movierec_served`` table on an engine (SQLite WAL or PostgreSQL)."""
+
+    def __init__(self, engine: sa.Engine, table: str = "movierec_served") -> None:
+        self.engine = engine
+        self.meta = sa.MetaData()
+        self.table = sa.Table(
+            table,
+            self.meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("event_key", sa.String(128), unique=True, nullable=False),
+            sa.Column("timestamp", sa.BigInteger, nullable=False, index=True),
+            sa.Column("user_id", sa.BigInteger, nullable=False, index=True),
+            sa.Column("server", sa.String(128), nullable=False),
+            sa.Column("status", sa.Integer, nullable=False),
+            sa.Column("items", sa.Text, nullable=False),
+            sa.Column("latency_ms", sa.Float, nullable=False),
+            sa.Column("variant", sa.String(64)),
+            sa.Column("received", sa.Float, nullable=False),
+        )
+        self.meta.create_all(engine)
+
+    def add_many(self, rows: list[dict[str, Any]]) -> int:
+        """Store served lists, each once (by ``event_key``); return how many were new."""
+        now = time.time()
+        return insert_ignoring_known(self.engine, self.table, [r | {"received": now} for r in rows])
+
+    def count(self) -> int:
+        """Rows stored."""
+        with self.engine.connect() as con:
+            return int(con.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
+
+    def rows(self, since: int = 0) -> list[dict[str, Any]]:
+        """Served lists with ``timestamp >= since``, oldest first (``items`` as a list)."""
+        q = sa.select(self.table).where(self.table.c.timestamp >= since).order_by(self.table.c.id)
+        with self.engine.connect() as con:
+            out = [dict(r._mapping) for r in con.execute(q)]
+        for r in out:
+            r["items"] = [int(x) for x in str(r["items"]).split(",") if x.strip()]
+        return out
