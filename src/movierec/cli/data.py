@@ -171,3 +171,81 @@ def data_stats(
     if plot is not None:
         plot_stats(tables.ratings, stats, plot, dataset)
         say(f"plot: {plot}")
+
+
+def _epoch(text: str | None) -> int | None:
+    """Seconds since the epoch from digits or an ISO date/time (UTC)."""
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    if text.isdigit():
+        return int(text)
+    when = datetime.fromisoformat(text)
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
+
+
+@data_app.command("drift")
+def data_drift(
+    cur: Annotated[str, typer.Option(help="Current snapshot: release, folder or `store`.")],
+    ref: Annotated[
+        str | None, typer.Option(help="Reference snapshot (none: a descriptive report).")
+    ] = None,
+    ref_until: Annotated[
+        str | None, typer.Option(help="Only reference events before this time (ISO or epoch).")
+    ] = None,
+    cur_since: Annotated[
+        str | None, typer.Option(help="Only current events from this time (ISO or epoch).")
+    ] = None,
+    data_dir: DataDirOpt = None,
+    cur_report: Annotated[
+        Path | None,
+        typer.Option(help="Validation report JSON of the current data (for its reject rate)."),
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the drift report JSON.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of the drift.")] = None,
+    fail_on: Annotated[
+        str | None, typer.Option(help="Exit 4 when drift is at least: moderate | strong.")
+    ] = None,
+) -> None:
+    """Drift between two snapshots: rating PSI, activity KS, top-100 overlap, Gini, new ids."""
+    import json
+
+    import pyarrow.compute as pc
+
+    from movierec.cli.console import fail, write_plot
+    from movierec.data.drift import LEVELS, Thresholds, at_or_above, compare, plot_drift
+    from movierec.data.tables import load_tables
+
+    if fail_on is not None and fail_on not in LEVELS[1:]:
+        raise typer.BadParameter("--fail-on takes moderate or strong")
+    s = get_settings()
+    with errors():
+        cur_t = load_tables(cur, s, data_dir).ratings
+        if (since := _epoch(cur_since)) is not None:
+            cur_t = cur_t.filter(pc.greater_equal(cur_t["timestamp"], since))
+        ref_t = None
+        if ref is not None:
+            ref_t = load_tables(ref, s, data_dir).ratings
+            if (until := _epoch(ref_until)) is not None:
+                ref_t = ref_t.filter(pc.less(ref_t["timestamp"], until))
+        reject_rate = None
+        if cur_report is not None:
+            rep = json.loads(cur_report.read_text())
+            if rep.get("input_rows"):
+                reject_rate = rep.get("reject_rows", 0) / rep["input_rows"]
+        th = Thresholds(
+            s.drift_psi_moderate, s.drift_psi_strong, s.drift_ks_moderate, s.drift_ks_strong
+        )
+        result = compare(ref_t, cur_t, th, reject_rate)
+    vals = result.get("values") or {}
+    table(
+        f"drift: {result['level']}" + ("" if ref else " (no reference: description only)"),
+        ("indicator", "value"),
+        [(k, f"{v:.4f}") for k, v in vals.items()]
+        + [(f"current {k}", str(v)) for k, v in result["current"].items() if k != "rating_share"],
+    )
+    write_json(report, result)
+    write_plot(plot, lambda path: plot_drift(result, path))
+    if fail_on is not None and at_or_above(result["level"], fail_on):
+        raise fail(f"drift is {result['level']} (--fail-on {fail_on})", 4)

@@ -38,6 +38,11 @@ def train(
         float | None, typer.Option(help="Least improvement (default MOVIEREC_MIN_IMPROVE).")
     ] = None,
     feedback: Annotated[bool, typer.Option(help="Merge the feedback the service received.")] = True,
+    drift_gate: Annotated[
+        bool,
+        typer.Option(help="Check drift since the served data first; strong drift: no promotion."),
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Promote even on strong drift.")] = False,
     result_json: Annotated[
         Path | None, typer.Option(help="Write the outcome (version, run, decision) as JSON.")
     ] = None,
@@ -71,6 +76,8 @@ def train(
             metric=metric,
             min_improve=min_improve,
             use_feedback=feedback,
+            drift_gate=drift_gate,
+            force=force,
             progress=step,
         )
     write_json(result_json, result.to_dict())

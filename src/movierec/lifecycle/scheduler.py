@@ -77,9 +77,10 @@ class Scheduler:
             self.runs.append({"status": "skipped", "at": time.time()})
             return None
         try:
-            kwargs = {
+            kwargs: dict[str, Any] = {
                 "dataset": self.settings.train_dataset,
                 "model": self.settings.train_model,
+                "drift_gate": self.settings.drift_gate,
             } | self.train_kwargs
             result = train_and_publish(self.settings, **kwargs)
             self.runs.append(

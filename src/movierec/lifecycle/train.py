@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from movierec import __version__
 from movierec.data.feedback import FeedbackStore, merge_feedback
@@ -29,6 +30,7 @@ from movierec.evaluation.plots import plot_results
 from movierec.evaluation.report import measure, memory_bytes
 from movierec.evaluation.runner import run_evaluation
 from movierec.lifecycle.bundle import git_commit, publish_bundle
+from movierec.lifecycle.drift_gate import drift_since_serving, drift_words, log_json
 from movierec.lifecycle.promotion import Challenger, PromotionRule, crown, decide
 from movierec.lifecycle.tracking import CHALLENGER, Tracker
 from movierec.models.base import Recommender, TrainOptions
@@ -100,6 +102,8 @@ def train_and_publish(
     min_improve: float | None = None,
     use_feedback: bool = True,
     progress: Callable[[str], None] | None = None,
+    drift_gate: bool = False,
+    force: bool = False,
 ) -> TrainResult:
     """Data (+ feedback) -> fit -> evaluate -> log -> register -> promote if better -> publish.
 
@@ -118,6 +122,10 @@ def train_and_publish(
         min_improve: Least improvement (default ``MOVIEREC_MIN_IMPROVE``).
         use_feedback: Merge the feedback received by the service into the training data.
         progress: Called with a label before each step.
+        drift_gate: Compare the interactions newer than the served bundle's data with the
+            older ones first (:mod:`movierec.data.drift`, logged to the run); on strong drift
+            the new model is registered but not promoted.
+        force: Promote even on strong drift.
 
     Returns:
         What was published and decided. A failure raises before ``CURRENT`` or the champion
@@ -154,6 +162,7 @@ def train_and_publish(
         tables = tables.with_ratings(ratings)
     data = InteractionData.from_table(tables.ratings)
     fingerprint = data.fingerprint.to_dict()
+    drift = drift_since_serving(settings, tables.ratings) if drift_gate else None
     tracker = Tracker(settings)
     models = {n: create(n, params.get(n)) for n in names}
     config = models[model].config
@@ -183,8 +192,12 @@ def train_and_publish(
                 "config": {n: m.config.model_dump(mode="json") for n, m in models.items()},
             },
             metrics={f"data_{k}": v for k, v in fingerprint.items() if k != "sha256"}
-            | {f"feedback_{k}": v for k, v in fb_counts.items()},
+            | {f"feedback_{k}": v for k, v in fb_counts.items()}
+            | {f"drift_{k}": v for k, v in ((drift or {}).get("values") or {}).items()},
+            tags={"drift.level": drift["level"]} if drift else None,
         )
+        if drift is not None:
+            log_json(tracker, run_id, drift, "drift.json")
         data = data.with_catalog(tables.movies, tables.tags)
         options = TrainOptions(seed=seed)
         fitted: dict[str, Recommender] = {}
@@ -215,6 +228,7 @@ def train_and_publish(
                 "mlflow_run_id": run_id,
                 "mlflow_tracking_uri": tracker.uri,
                 "feedback": fb_counts,
+                "data_max_timestamp": int(pc.max(tables.ratings["timestamp"]).as_py() or 0),
             },
             make_current=False,
         )
@@ -260,6 +274,13 @@ def train_and_publish(
             return float(result["models"][champ_model][metric])
 
         decided = decide(tracker, rule, challenger, evaluate_champion)
+        if decided.promoted and drift is not None and drift["level"] == "strong" and not force:
+            decided = dataclasses.replace(
+                decided,
+                promoted=False,
+                reason=f"not promoted: strong drift since the served data ({drift_words(drift)});"
+                " run with force to promote",
+            )
         decision = decided.to_dict()
         tracker.log(
             run_id,
