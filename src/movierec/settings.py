@@ -193,6 +193,11 @@ class Settings(BaseSettings):
     drift_ks_strong: float = Field(
         default=0.2, gt=0, description="KS statistic (user activity) at or above: strong."
     )
+    drift_min_rows: int = Field(
+        default=1000,
+        ge=1,
+        description="Fewest new interactions the retraining gate judges drift on.",
+    )
     drift_gate: bool = Field(
         default=True,
         description="Scheduled runs compute drift first and do not promote on strong drift.",

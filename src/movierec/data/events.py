@@ -14,6 +14,7 @@ implicit-feedback confidence.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable
@@ -86,8 +87,12 @@ def slug_index(movies: pa.Table) -> dict[str, int]:
     }
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def parse_time(text: str) -> int:
-    """Parse an ISO-8601 time (UTC when no zone is given) or Unix seconds."""
+    """Parse an ISO-8601 time (UTC when no zone is given) or Unix seconds.
+
+    Cached: events of one second share their time text.
+    """
     s = text.strip()
     if s.isdigit():
         return int(s)
@@ -196,7 +201,9 @@ def parse_lines(
             continue
         user = int(user_s)
         body = m.group("body").strip()
-        event = _WATCH_RE.match(body) or _RATE_RE.match(body)
+        w = _WATCH_RE.match(body)
+        r = None if w is not None else _RATE_RE.match(body)
+        event = w or r
         movie = 0
         if event is not None:
             resolved = _resolve(event.group("movie"), slugs)
@@ -204,9 +211,9 @@ def parse_lines(
                 bad("movie", f"unknown movie {event.group('movie')[:60]!r}")
                 continue
             movie = resolved
-        if (w := _WATCH_RE.match(body)) is not None:
+        if w is not None:
             w_rows.append((user, movie, int(w.group("minute")), ts))
-        elif (r := _RATE_RE.match(body)) is not None:
+        elif r is not None:
             try:
                 rating = float(r.group("rating"))
             except ValueError:

@@ -19,11 +19,15 @@ def insert_ignoring_known(engine: sa.Engine, table: sa.Table, rows: list[dict[st
         return 0
     name = engine.dialect.name
     stmt: Any
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=["event_key"])
-    elif name == "postgresql":
+    if name == "sqlite":  # the driver's executemany on tuples: no per-row statement compiling
+        cols = list(rows[0])
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+            " ON CONFLICT(event_key) DO NOTHING"
+        )
+        with engine.begin() as con:
+            return int(con.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows]).rowcount)
+    if name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         stmt = pg_insert(table).on_conflict_do_nothing(index_elements=["event_key"])

@@ -32,8 +32,8 @@ def thresholds(settings: Settings) -> Thresholds:
 def drift_since_serving(settings: Settings, ratings: pa.Table) -> dict[str, Any] | None:
     """Drift of the interactions after the served bundle's newest one against those before.
 
-    Returns ``None`` when nothing is served, the bundle does not record its data's end, or no
-    interaction is newer (nothing to compare).
+    Returns ``None`` when nothing is served, the bundle does not record its data's end, or
+    fewer than ``MOVIEREC_DRIFT_MIN_ROWS`` interactions are newer (too few to judge).
     """
     version = current_version(settings.bundles_dir)
     if version is None:
@@ -49,7 +49,12 @@ def drift_since_serving(settings: Settings, ratings: pa.Table) -> dict[str, Any]
     ts = ratings["timestamp"]
     ref = ratings.filter(pc.less_equal(ts, int(end)))
     cur = ratings.filter(pc.greater(ts, int(end)))
-    if cur.num_rows == 0 or ref.num_rows == 0:
+    if cur.num_rows < settings.drift_min_rows or ref.num_rows == 0:
+        logger.info(
+            "drift gate: %d new interactions (< %d): not judged",
+            cur.num_rows,
+            settings.drift_min_rows,
+        )
         return None
     report = compare(ref, cur, thresholds(settings))
     report["reference_until"] = int(end)
