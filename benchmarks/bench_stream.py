@@ -96,7 +96,7 @@ def ours(bootstrap: str, topic: str, n: int, group: str, db: Path) -> float:
     return n / dt
 
 
-def freshness(bootstrap: str, topic: str, samples: int = 50) -> dict[str, float]:
+def freshness(bootstrap: str, topic: str, samples: int = 100) -> dict[str, float]:
     import httpx
     from tests.helpers import Server
 

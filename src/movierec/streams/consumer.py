@@ -292,7 +292,9 @@ class StreamConsumer:
         for p in sorted(self._assigned):
             tp = TopicPartition(self.topic, p)
             try:
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                # the watermark the last fetch response carried: no broker round trip that
+                # would stall the consume loop (and event freshness)
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
             except Exception:
                 continue
             pos = self._next.get(p, 0)
