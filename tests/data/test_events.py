@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from movierec.data.events import parse_event_file, parse_lines, slug_index, title_slug
 from tests.conftest import write
@@ -72,3 +74,42 @@ def test_event_file_with_undecodable_line(tmp_path: Path) -> None:
     assert [(r.line, r.reason) for r in log.report.rejects] == [
         (2, "undecodable bytes (not utf-8)")
     ]
+
+
+_FAST_LINE = st.builds(
+    lambda t, u, kind, m, x: f"{t},{u},{kind.format(m=m, x=x)}",
+    st.sampled_from(
+        [
+            "2024-03-01T10:15:02",
+            "2024-02-30T10:15:02",
+            "1995-01-01T00:00:00",
+            "2099-01-01T00:00:00",
+            "2024-03-01 10:15:02",
+            "1709288102",
+            " 2024-03-01T10:15:02",
+        ]
+    ),
+    st.sampled_from(["1", "0", "007", "2147483647", "2147483648", "-3", "x", " 5"]),
+    st.sampled_from(
+        [
+            "GET /data/m/{m}/{x}.mpg",
+            "GET /rate/{m}={x}",
+            "GET /rate/{m}={x} ",
+            "recommendation request n:1, status 200, result: {m}, {x}, 5 ms",
+        ]
+    ),
+    st.sampled_from(["12", "0", "the+matrix+1999", "2147483648", "99"]),
+    st.sampled_from(["4", "4.5", "0.5", "5.5", "0", "3.25", "7", "1234567890", "x"]),
+)
+
+
+@given(st.lists(st.one_of(_FAST_LINE, st.text(max_size=40)), max_size=40))
+@settings(max_examples=150, deadline=None)
+def test_vectorised_path_gives_exactly_the_line_by_line_result(lines: list[str]) -> None:
+    slugs = {"the+matrix+1999": 2571}
+    a = parse_lines(lines, slugs=slugs, now=1_800_000_000, vectorised=False)
+    b = parse_lines(lines, slugs=slugs, now=1_800_000_000, vectorised=True)
+    assert a.watches.equals(b.watches) and a.ratings.equals(b.ratings)
+    assert a.requests.equals(b.requests)
+    assert [r.to_dict() for r in a.report.rejects] == [r.to_dict() for r in b.report.rejects]
+    assert (a.report.input_rows, a.report.clean_rows) == (b.report.input_rows, b.report.clean_rows)

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from movierec.data.dedup import DedupKeep, dedup_order
+from movierec.data.events_fast import fast_rows
 from movierec.data.report import Reject, ValidationReport
 from movierec.data.schema import CANONICAL, MIN_TIMESTAMP
 
@@ -155,6 +156,7 @@ def parse_lines(
     slugs: dict[str, int] | None = None,
     dedup: DedupKeep = "latest",
     now: int | None = None,
+    vectorised: bool = True,
 ) -> EventLog:
     """Parse event-log lines; every unparseable line becomes a reject with its reason.
 
@@ -164,16 +166,25 @@ def parse_lines(
         slugs: Title slug -> movie id (see :func:`slug_index`); numeric movie ids need none.
         dedup: Rule for repeated (user, movie) ratings, and repeated (user, movie, minute) watches.
         now: Upper bound of plausible timestamps (default: now + 1 day).
+        vectorised: Parse plain numeric watch and rating lines with polars first
+            (:mod:`movierec.data.events_fast`; same results, several times faster).
     """
     upper = int(datetime.now(tz=UTC).timestamp()) + 86_400 if now is None else now
     report = ValidationReport(source=source, kind="events")
     rejects: list[Reject] = []
+    lines = list(lines)
+    fast = fast_rows(lines if vectorised else [], upper)
+    taken = fast.accepted.tolist() if vectorised else [False] * len(lines)
+    report.input_rows += int(fast.accepted.sum())
     w_rows: list[tuple[int, int, int, int]] = []
+    w_lines: list[int] = []
     r_rows: list[tuple[int, int, float, int]] = []
     r_lines: list[int] = []
     q_rows: list[tuple[int, int, int, str, float]] = []
     servers: list[str] = []
     for line_no, raw in enumerate(lines, start=1):
+        if taken[line_no - 1]:  # parsed by the vectorised path
+            continue
         line = raw.rstrip("\r\n")
         report.input_rows += 1
 
@@ -213,6 +224,7 @@ def parse_lines(
             movie = resolved
         if w is not None:
             w_rows.append((user, movie, int(w.group("minute")), ts))
+            w_lines.append(line_no)
         elif r is not None:
             try:
                 rating = float(r.group("rating"))
@@ -237,8 +249,8 @@ def parse_lines(
             servers.append(q.group("server").strip())
         else:
             bad("request", f"unknown request {body[:60]!r}")
-    watches = _rows_table(w_rows, WATCHES_SCHEMA)
-    ratings = _rows_table(r_rows, CANONICAL["ratings"])
+    watches, _ = _merge(fast.watches, w_rows, w_lines, WATCHES_SCHEMA)
+    ratings, r_lines = _merge(fast.ratings, r_rows, r_lines, CANONICAL["ratings"])
     dup_rejects: list[Reject] = []
     if ratings.num_rows > 1:
         lines_arr = np.asarray(r_lines, dtype=np.int64)
@@ -274,6 +286,23 @@ def parse_lines(
         f"ratings: one per (user, movie), {dedup} wins; watches: distinct minutes per (user, movie)"
     )
     return EventLog(watches, ratings, requests, report, tuple(servers))
+
+
+def _merge(
+    fast: dict[str, np.ndarray],
+    rows: list[tuple[Any, ...]],
+    lines: list[int],
+    schema: pa.Schema,
+) -> tuple[pa.Table, list[int]]:
+    """Rows of both paths as one table in line order, and the line of each row."""
+    slow = _rows_table(rows, schema)
+    if not fast["line"].size:
+        return slow, lines
+    quick = pa.table({n: pa.array(fast[n]) for n in schema.names}).cast(schema)
+    both = pa.concat_tables([quick, slow])
+    line_no = np.concatenate([fast["line"], np.asarray(lines, dtype=np.int64)])
+    order = np.argsort(line_no, kind="stable")
+    return both.take(order), line_no[order].tolist()
 
 
 def _rows_table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:

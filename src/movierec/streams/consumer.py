@@ -216,17 +216,16 @@ class StreamConsumer:
         lines: list[str] = []
         where: list[tuple[int, int]] = []
         undecodable: list[Reject] = []
+        last: dict[int, int] = {}
         for m in messages:
-            raw = m.value() or b""
+            raw, part, offset = m.value() or b"", m.partition(), m.offset()
+            last[part] = offset
             try:
-                text = raw.decode("utf-8")
+                lines.append(raw.decode("utf-8"))
             except UnicodeDecodeError:
-                undecodable.append(
-                    Reject(f"{self.topic}[{m.partition()}]", m.offset(), "*", "not utf-8", "")
-                )
+                undecodable.append(Reject(f"{self.topic}[{part}]", offset, "*", "not utf-8", ""))
                 continue
-            lines.append(text)
-            where.append((m.partition(), m.offset()))
+            where.append((part, offset))
         log = parse_lines(lines, source=self.topic, slugs=self.slugs)
         rejects = undecodable + [
             Reject(
@@ -250,10 +249,9 @@ class StreamConsumer:
         fb_new = self.store.add_events(feedback_rows(log, f"stream:{self.topic}"))
         served_new = self.served.add_many(served_rows(log))
         self._write_rejects(rejects)
-        for m in messages:
-            p = m.partition()
-            self._next[p] = max(self._next.get(p, 0), m.offset() + 1)
-        self._commit(sorted({m.partition() for m in messages}))
+        for p, offset in last.items():
+            self._next[p] = max(self._next.get(p, 0), offset + 1)
+        self._commit(sorted(last))
         s = self.stats
         s.events, s.rejects, s.batches = total, bad, s.batches + 1
         s.duplicates += log.report.duplicate_rows
