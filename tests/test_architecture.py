@@ -131,6 +131,7 @@ ORDER = [
     ["strategies"],
     ["evaluation"],
     ["lifecycle"],
+    ["streams"],
     ["service"],
     ["cli"],
 ]
