@@ -132,6 +132,7 @@ ORDER = [
     ["evaluation"],
     ["lifecycle"],
     ["streams"],
+    ["experiments"],
     ["service"],
     ["cli"],
 ]

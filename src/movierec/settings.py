@@ -193,6 +193,10 @@ class Settings(BaseSettings):
     drift_ks_strong: float = Field(
         default=0.2, gt=0, description="KS statistic (user activity) at or above: strong."
     )
+    experiments_file: Path | None = Field(
+        default=None,
+        description="The experiment in force (JSON; default MOVIEREC_HOME/experiments.json).",
+    )
     drift_min_rows: int = Field(
         default=1000,
         ge=1,
@@ -249,6 +253,11 @@ class Settings(BaseSettings):
     def feedback_db(self) -> Path:
         """The embedded feedback database (SQLite, WAL mode)."""
         return self.home / "feedback.db"
+
+    @property
+    def experiments_path(self) -> Path:
+        """Where the experiment in force is read from."""
+        return self.experiments_file or self.home / "experiments.json"
 
     @property
     def logs_dir(self) -> Path:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.logging import RichHandler
 
-from movierec.cli import evaluate, lifecycle, serve
+from movierec.cli import evaluate, experiments, lifecycle, serve
 from movierec.cli.console import DEBUG, err
 from movierec.cli.data import data_app
 from movierec.cli.stream import stream_app
@@ -24,9 +24,12 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(lifecycle.model_app, name="model")
 app.add_typer(stream_app, name="stream")
+app.add_typer(experiments.ab_app, name="ab")
 app.command("evaluate")(evaluate.evaluate)
 app.command("tune")(evaluate.tune)
 app.command("report")(evaluate.report)
+app.command("online-eval")(experiments.online_eval)
+app.command("simulate")(experiments.simulate_cmd)
 app.command("train")(lifecycle.train)
 app.command("scheduler")(lifecycle.scheduler)
 app.command("serve")(serve.serve)

@@ -113,6 +113,8 @@ class EventLog:
     report: ValidationReport
     #: The server named by each request line (aligned with ``requests``).
     servers: tuple[str, ...] = ()
+    #: The line number of each request line (aligned with ``requests``).
+    request_lines: tuple[int, ...] = ()
 
     def watch_depth(self) -> pa.Table:
         """Aggregate watches into ``user_id, movie_id, rating, timestamp``.
@@ -182,6 +184,7 @@ def parse_lines(
     r_lines: list[int] = []
     q_rows: list[tuple[int, int, int, str, float]] = []
     servers: list[str] = []
+    q_lines: list[int] = []
     for line_no, raw in enumerate(lines, start=1):
         if taken[line_no - 1]:  # parsed by the vectorised path
             continue
@@ -247,6 +250,7 @@ def parse_lines(
                 )
             )
             servers.append(q.group("server").strip())
+            q_lines.append(line_no)
         else:
             bad("request", f"unknown request {body[:60]!r}")
     watches, _ = _merge(fast.watches, w_rows, w_lines, WATCHES_SCHEMA)
@@ -285,7 +289,7 @@ def parse_lines(
     report.dedup_rule = (
         f"ratings: one per (user, movie), {dedup} wins; watches: distinct minutes per (user, movie)"
     )
-    return EventLog(watches, ratings, requests, report, tuple(servers))
+    return EventLog(watches, ratings, requests, report, tuple(servers), tuple(q_lines))
 
 
 def _merge(

@@ -81,6 +81,7 @@ class GuardAndMeasure:
         t0 = time.perf_counter()
         status = 500
         version: str | None = None
+        variant: str | None = None
         started = False
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
@@ -98,13 +99,15 @@ class GuardAndMeasure:
             return message
 
         async def measured_send(message: Message) -> None:
-            nonlocal status, version, started
+            nonlocal status, version, started, variant
             if message["type"] == "http.response.start":
                 started = True
                 status = int(message["status"])
                 for k, v in message.get("headers", []):
                     if k == b"x-model-version":
                         version = v.decode()
+                    elif k == b"x-variant":
+                        variant = v.decode()
                 message = {**message, "headers": [*message.get("headers", []), _rid(rid)]}
             await send(message)
 
@@ -138,10 +141,18 @@ class GuardAndMeasure:
             time.perf_counter() - t0,
             version,
             rid,
+            variant,
         )
 
     def _observe(
-        self, method: str, path: str, status: int, elapsed: float, version: str | None, rid: str
+        self,
+        method: str,
+        path: str,
+        status: int,
+        elapsed: float,
+        version: str | None,
+        rid: str,
+        variant: str | None = None,
     ) -> None:
         """Count, time and (when enabled) log one request."""
         key = (method, path, status)
@@ -161,6 +172,7 @@ class GuardAndMeasure:
                         "status": status,
                         "ms": round(elapsed * 1000, 3),
                         "model_version": version,
+                        "variant": variant,
                         "request_id": rid,
                     }
                 ),

@@ -16,6 +16,7 @@ from movierec.lifecycle.bundle import (
     set_current,
 )
 from movierec.service.engine import CACHE_N, Engine
+from movierec.service.experiments import ExperimentWatch, VersionEngines
 from movierec.service.jobs import TrainingJobs
 from movierec.service.limits import WorkLimiter
 from movierec.service.metrics import BUNDLE_FALLBACKS, FEEDBACK_REFRESHED
@@ -38,10 +39,14 @@ class ServiceState:
     #: Whether the background warm of the current engine is still running.
     warming: bool = False
     jobs: TrainingJobs = field(init=False)
+    experiments: ExperimentWatch = field(init=False)
+    versions: VersionEngines = field(init=False)
 
     def __post_init__(self) -> None:
         self.work = WorkLimiter(self.settings.work_slots, self.settings.work_queue)
         self.jobs = TrainingJobs(self.settings.home)
+        self.experiments = ExperimentWatch(self.settings.experiments_path)
+        self.versions = VersionEngines(self.settings)
 
     def load(self, version: str | None = None) -> Engine:
         """Load and verify a bundle fully, then swap the reference (one assignment).

@@ -5,7 +5,7 @@ parse_lines`); a line that fails becomes a reject with its partition, offset and
 events are written in one transaction per table, keyed by event identity so that a replay
 (after a crash between the write and the commit, or a rebalance) adds nothing: a watch is
 ``(user, movie, minute)`` (so watch depth counts distinct minutes), a rating ``(user, movie,
-time)``, a served list ``(user, time, server, list)``. Only then are the batch's offsets
+time)``, a served list its message ``(topic, partition, offset)``. Only then are the batch's offsets
 committed, synchronously. Offsets of revoked partitions are committed on rebalance.
 """
 
@@ -15,7 +15,6 @@ import json
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,25 +116,30 @@ def _fb(u: int, m: int, signal: str, v: float, source: str, ts: int, key: str) -
     }
 
 
-def served_rows(log: EventLog) -> list[dict[str, Any]]:
-    """Recommendation-request lines of a parsed batch as served-list rows."""
+def served_rows(log: EventLog, where: list[tuple[int, int]], topic: str) -> list[dict[str, Any]]:
+    """Recommendation-request lines of a parsed batch as served-list rows.
+
+    A served list's identity is its message (topic, partition, offset): two requests with
+    the same answer in the same second stay two lists, and a replay of the message adds none.
+    """
     q = log.requests
     rows = []
     servers = log.servers or ("",) * q.num_rows
-    for u, ts, status, result, latency, server in zip(
+    for u, ts, status, result, latency, server, line in zip(
         q["user_id"].to_pylist(),
         q["timestamp"].to_pylist(),
         q["status"].to_pylist(),
         q["result"].to_pylist(),
         q["latency_ms"].to_pylist(),
         servers,
+        log.request_lines,
         strict=True,
     ):
         items = ",".join(x.strip() for x in str(result).split(",") if x.strip())
-        crc = zlib.crc32(f"{server}|{items}".encode())
+        part, offset = where[line - 1]
         rows.append(
             {
-                "event_key": f"q:{u}:{ts}:{crc:08x}",
+                "event_key": f"q:{topic}:{part}:{offset}",
                 "timestamp": ts,
                 "user_id": u,
                 "server": server,
@@ -247,7 +251,7 @@ class StreamConsumer:
                 f"max reject rate {self.max_reject_rate:.1%}; offsets not committed"
             )
         fb_new = self.store.add_events(feedback_rows(log, f"stream:{self.topic}"))
-        served_new = self.served.add_many(served_rows(log))
+        served_new = self.served.add_many(served_rows(log, where, self.topic))
         self._write_rejects(rejects)
         for p, offset in last.items():
             self._next[p] = max(self._next.get(p, 0), offset + 1)

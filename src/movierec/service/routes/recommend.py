@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 from movierec.data.feedback import UserFeedback
 from movierec.service.deps import EngineDep, StateDep, current
 from movierec.service.engine import Engine
+from movierec.service.experiments import experiment_answer
 from movierec.service.render import json_answer, provenance
 from movierec.service.render import out as _out
 from movierec.service.schemas import (
@@ -64,6 +65,16 @@ async def recommend_user(
     # the hottest route resolves state itself: no dependency solving, no response re-validation
     k, strategy, exclude_seen, explain, alpha = q.k, q.strategy, q.exclude_seen, q.explain, q.alpha
     state, engine = current(request)
+    if strategy is None and not explain and exclude_seen:
+        exp = state.experiments.current()
+        if exp is not None:  # the user's variant (or an interleaved list) answers
+            fb = state.feedback.user(user_id)
+            res, label = await state.work.run(
+                experiment_answer, exp, engine, state.versions, fb, user_id, k
+            )
+            response = json_answer(engine, res.model_dump_json())
+            response.headers["X-Variant"] = label
+            return response
     name = strategy or engine.bundle.default_strategy
     plain = not explain and exclude_seen and name != "mixed"
     key = state.plain_key(user_id, name, k) if plain else None

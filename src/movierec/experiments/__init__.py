@@ -1,0 +1,1 @@
+"""Online experiments: deterministic assignment, A/B tests, interleaving, online metrics."""
