@@ -84,3 +84,64 @@ def test_api_down_is_a_message_not_a_trace(monkeypatch: pytest.MonkeyPatch, tmp_
     at = _app(monkeypatch, f"http://127.0.0.1:{_free_port()}", tmp_path)
     assert not at.exception
     assert "not reachable" in at.error[0].value
+
+
+def test_experiments_and_online_pages(
+    ui_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import shutil
+
+    from movierec.data.feedback import FeedbackStore
+    from movierec.data.served import ServedLog
+    from movierec.experiments.design import Experiment, Variant, write_experiment
+
+    home = tmp_path / "home"
+    shutil.copytree(ui_home, home)
+    exp = Experiment(
+        "exp", "s", (Variant("control", "popularity"), Variant("treatment", "itemknn"))
+    )
+    write_experiment(home / "experiments.json", exp)
+    store = FeedbackStore.for_settings(home, None, overlay=False)
+    t0 = 1_700_000_000
+    ServedLog(store.engine).add_many(
+        [
+            {
+                "event_key": f"q{u}",
+                "timestamp": t0,
+                "user_id": u,
+                "status": 200,
+                "server": f"exp/{exp.assign(u).name}",
+                "items": "1,2,3",
+                "latency_ms": 4.0,
+            }
+            for u in range(1, 61)
+        ]
+    )
+    store.add_events(
+        [
+            {
+                "user_id": u,
+                "movie_id": 2,
+                "signal": "watch",
+                "value": 1.0,
+                "source": "t",
+                "timestamp": float(t0 + 60),
+                "event_key": f"w{u}",
+            }
+            for u in range(1, 61, 3)
+        ]
+    )
+    store.close()
+    server = Server(home)
+    server.start()
+    try:
+        at = _app(monkeypatch, server.url, tmp_path)
+        at.sidebar.radio(key="page").set_value("Experiments").run()
+        assert not at.exception and at.title[0].value == "Experiments"
+        assert at.subheader[0].value.startswith("exp (ab")
+        assert "Winner" in at.markdown[-1].value or any("Winner" in m.value for m in at.markdown)
+        at.sidebar.radio(key="page").set_value("Online").run()
+        assert not at.exception and at.title[0].value == "Online"
+        assert len(at.dataframe) >= 1
+    finally:
+        server.stop()

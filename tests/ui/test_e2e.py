@@ -112,5 +112,12 @@ def test_browser_journey(ui_url: str) -> None:
         page.get_by_text("You like:").wait_for()
         wait_for(lambda: len(_ids(page, "cold-")) == 10)
         page.screenshot(path=str(SHOTS / "4-onboarding.png"), full_page=True)
+
+        # the experiment and online pages (no experiment, no stream here: they say so)
+        page.get_by_text("Experiments", exact=True).first.click()
+        page.get_by_text("No experiment in force").wait_for()
+        page.get_by_text("Online", exact=True).first.click()
+        page.get_by_text("No served lists yet").wait_for()
+        page.screenshot(path=str(SHOTS / "5-online.png"), full_page=True)
         browser.close()
-    assert len(list(SHOTS.glob("*.png"))) >= 4
+    assert len(list(SHOTS.glob("*.png"))) >= 5

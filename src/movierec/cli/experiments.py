@@ -18,19 +18,16 @@ WindowOpt = Annotated[str, typer.Option(help="Attribution window: seconds or 30m
 def load_online(settings: Settings, window: str) -> dict[str, Any]:
     """Served lists and watches from the store, evaluated (see :mod:`experiments.online`)."""
     from movierec.data.feedback import FeedbackStore
-    from movierec.data.served import ServedLog
-    from movierec.experiments.online import evaluate_online
+    from movierec.experiments.online import online_from_store
     from movierec.settings import parse_interval
 
     store = FeedbackStore.for_settings(
         settings.home, settings.reveal(settings.database_url), overlay=False
     )
     try:
-        served = ServedLog(store.engine).rows()
-        watches = [e for e in store.since(0) if e["signal"] == "watch"]
+        return online_from_store(store, parse_interval(window))
     finally:
         store.close()
-    return evaluate_online(served, watches, parse_interval(window))
 
 
 def offline_beside_online(settings: Settings, online: dict[str, Any]) -> list[dict[str, Any]]:

@@ -15,6 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from movierec.data.feedback import FeedbackStore
+from movierec.data.served import ServedLog
 from movierec.experiments.design import Experiment
 from movierec.experiments.interleave import credit
 from movierec.experiments.stats import mean_diff, msprt_from, sign_test, srm, wilson
@@ -142,6 +144,13 @@ def evaluate_online(
         "over_time": over_time,
         "interleaving": interleaving,
     }
+
+
+def online_from_store(store: FeedbackStore, window_s: float) -> dict[str, Any]:
+    """Served lists and watches from the store (feedback and served tables), evaluated."""
+    served = ServedLog(store.engine).rows()
+    watches = [e for e in store.since(0) if e["signal"] == "watch"]
+    return evaluate_online(served, watches, window_s)
 
 
 def ab_report(

@@ -26,7 +26,7 @@ from movierec.service.catalog import UnknownMovieError
 from movierec.service.engine import UnknownStrategyError
 from movierec.service.jobs import UnknownJobError
 from movierec.service.metrics import LATENCY, MODEL_INFO, REQUESTS
-from movierec.service.routes import catalog, recommend, system, training
+from movierec.service.routes import catalog, experiments, recommend, system, training
 from movierec.service.state import ServiceState
 from movierec.settings import Settings, get_settings
 
@@ -252,4 +252,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(system.router)
     app.include_router(training.router)
+    app.include_router(experiments.router)
     return app

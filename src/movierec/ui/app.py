@@ -11,18 +11,28 @@ import html
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from movierec.ui.client import ApiClient, ApiError, ApiUnavailableError, Rec
+from movierec.ui.online_pages import experiments_page, online_page
 from movierec.ui.posters import Posters
 
 API_URL = os.environ.get("MOVIEREC_API_URL", "http://127.0.0.1:8000")
 HOME = Path(os.environ.get("MOVIEREC_HOME", ".movierec"))
 RESULTS_DIR = Path(os.environ.get("MOVIEREC_RESULTS_DIR", "docs/results"))
-PAGES = ("Recommendations", "Rating prediction", "Popular", "System status", "Evaluation")
+PAGES = (
+    "Recommendations",
+    "Rating prediction",
+    "Popular",
+    "System status",
+    "Evaluation",
+    "Experiments",
+    "Online",
+)
 GENRES = (
     "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
     "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi",
@@ -336,12 +346,24 @@ def evaluation_page() -> None:
     st.dataframe(rows)
 
 
-PAGE_FUNCS = {
+def experiments() -> None:
+    """The Experiments page (:mod:`movierec.ui.online_pages`)."""
+    experiments_page(client())
+
+
+def online() -> None:
+    """The Online page (:mod:`movierec.ui.online_pages`)."""
+    online_page(client())
+
+
+PAGE_FUNCS: dict[str, Callable[[], None]] = {
     "Recommendations": recommendations_page,
     "Rating prediction": prediction_page,
     "Popular": popular_page,
     "System status": status_page,
     "Evaluation": evaluation_page,
+    "Experiments": experiments,
+    "Online": online,
 }
 
 

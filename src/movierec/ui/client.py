@@ -161,6 +161,14 @@ class ApiClient:
         """``GET /model``: the served bundle's manifest (needs the admin token)."""
         return dict(self._call("GET", "/model", headers=self._admin_headers))
 
+    def online(self, window: str = "1h") -> dict[str, Any]:
+        """``GET /online``: WTR per model version or variant, beside offline metrics."""
+        return dict(self._call("GET", "/online", params={"window": window}))
+
+    def experiments(self, window: str = "1h") -> dict[str, Any]:
+        """``GET /experiments``: the experiment in force and its report."""
+        return dict(self._call("GET", "/experiments", params={"window": window}))
+
     # --------------------------------------------------- recommendations
     def recommend(
         self,
