@@ -119,15 +119,20 @@ def _wrk(
     url: str, users: list[int], seconds: float, concurrency: int, k: int, query: str = ""
 ) -> dict[str, Any]:
     """Drive the server with wrk (C, one thread) cycling through the user ids."""
+    paths = [f"/recommend/user/{u}?k={k}{query}" for u in users]
+    return _wrk_paths(url, paths, seconds, concurrency)
+
+
+def _wrk_paths(url: str, paths: list[str], seconds: float, concurrency: int) -> dict[str, Any]:
+    """Drive the server with wrk (C, one thread) cycling through the given GET paths."""
     import re
     import tempfile
 
-    ids = ",".join(str(u) for u in users)
+    quoted = ",".join(json.dumps(p) for p in paths)
     script = (
-        f"local users = {{{ids}}}\nlocal n = 0\n"
+        f"local paths = {{{quoted}}}\nlocal n = 0\n"
         "request = function()\n  n = n + 1\n"
-        '  return wrk.format("GET", "/recommend/user/" .. users[(n % #users) + 1] .. '
-        f'"?k={k}{query}")\n'
+        '  return wrk.format("GET", paths[(n % #paths) + 1])\n'
         "end\n"
     )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
@@ -186,6 +191,96 @@ def _cold_latency(url: str, movies: list[int], strategy: str, n: int, k: int) ->
         "p50_ms": float(np.percentile(lat, 50)),
         "p99_ms": float(np.percentile(lat, 99)),
     }
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident set size of a process (MB), summed over its children (uvicorn workers)."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _per_request_rows(
+    home: Path, users: list[int], strategy: str, a: Any, bare_rps: float
+) -> dict[str, Any]:
+    """The paths that cannot be served from the cache, each under wrk like the cached one.
+
+    fold-in: users with a fresh like (``POST /feedback`` first); explain: ``explain=true``;
+    cold: ``/recommend_cold`` with 20 liked movies; batch: sequential ``POST
+    /recommend/batch`` of 1,000 users. Plus the server's RSS after all of it.
+    """
+    proc, url = _start("movierec.service.app:create_app", {"MOVIEREC_HOME": str(home)}, 1)
+    out: dict[str, Any] = {}
+    try:
+        from movierec.lifecycle.bundle import load_bundle as _lb
+
+        movies = [int(m) for m in _lb(home / "bundles").items.ids[:2000]]
+        rss_ready = _rss_mb(proc.pid)
+        rng = np.random.default_rng(1)
+        fresh = users[-200:]
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for u in fresh:
+                c.post(
+                    "/feedback",
+                    json={"user_id": u, "movie_id": movies[u % len(movies)], "signal": "like"},
+                ).raise_for_status()
+        q = f"k={a.k}&strategy={strategy}"
+        rows = {
+            "fold_in": [f"/recommend/user/{u}?{q}" for u in fresh],
+            "explain": [f"/recommend/user/{u}?{q}&explain=true" for u in users[:200]],
+            "explain_off_same_users": [f"/recommend/user/{u}?{q}" for u in users[:200]],
+            "cold": [
+                "/recommend_cold?liked="
+                + ",".join(str(m) for m in rng.choice(movies, 20, replace=False))
+                + f"&{q}"
+                for _ in range(200)
+            ],
+        }
+        for name, paths in rows.items():
+            _wrk_paths(url, paths[:20], 2, a.concurrency)  # warm-up
+            r = _wrk_paths(url, paths, a.seconds, a.concurrency)
+            r["ratio_to_bare"] = r["rps"] / bare_rps
+            out[name] = r
+        lat = []
+        with httpx.Client(base_url=url, timeout=120) as c:
+            for i in range(12):
+                ids = [int(x) for x in rng.choice(users, min(1000, len(users)), replace=False)]
+                t0 = time.perf_counter()
+                c.post(
+                    "/recommend/batch", json={"user_ids": ids, "k": a.k, "strategy": strategy}
+                ).raise_for_status()
+                if i >= 2:
+                    lat.append((time.perf_counter() - t0) * 1000)
+        out["batch_1000"] = {
+            "requests": len(lat),
+            "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)),
+            "users_per_s": 1000 * 1000 / float(np.median(lat)),
+        }
+        out["rss_mb"] = {"ready": rss_ready, "after_all": _rss_mb(proc.pid)}
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    for name, r in out.items():
+        if "rps" in r:
+            print(
+                f"  {name}: {r['rps']:.0f} req/s p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms"
+            )
+    return out
 
 
 def _prepare(catalog: str, home: Path, strategy: str | None) -> tuple[list[int], str]:
@@ -295,6 +390,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+    paths = _per_request_rows(home, users, strategy, a, bare["rps"])
     target_p99 = 10.0 if a.catalog == "small" else 20.0
     out = {
         "benchmark": "service_recommend_user",
@@ -313,6 +409,7 @@ def main() -> None:
         "targets": {"throughput_ratio_min": 0.7, "p99_ms_max": target_p99},
         "meets_targets": ours["rps"] / bare["rps"] >= 0.7 and ours["p99_ms"] <= target_p99,
         "cold_start_sequential": cold,
+        "per_request": paths,
         "startup": STARTUP,
     }
     from movierec.lifecycle.bundle import load_bundle

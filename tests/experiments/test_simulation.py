@@ -29,3 +29,7 @@ def test_simulation_reaches_the_right_verdicts(data_dir: Path, tmp_path: Path) -
     tdi = out["interleaving"]["report"]
     assert tdi["wins_b"] > tdi["wins_a"] and tdi["p"] < 0.05
     assert not out["ab"]["report"]["srm"]["mismatch"]
+    # interleaving reaches the verdict with fewer users than the A/B test (or the A/B never does)
+    utv = out["users_to_verdict"]
+    assert utv["interleaving"] is not None
+    assert utv["ab"] is None or utv["interleaving"] <= utv["ab"]

@@ -245,6 +245,7 @@ def run_simulation(
     out["aa"]["report"] = ab_report(online, runs["aa"], final=True)
     out["aa"]["false_positive_rate"] = aa_false_positive_rate(served, watches, plan)
     out["interleaving"]["report"] = online["interleaving"].get("tdi")
+    out["users_to_verdict"] = users_to_verdict(served, watches, runs["ab"], plan.window_s)
     out["verdicts"] = verdicts(out, plan)
     return out
 
@@ -271,6 +272,45 @@ def aa_false_positive_rate(
     return {"salts": plan.aa_salts, "rate": hits / max(plan.aa_salts, 1), "nominal": 0.05}
 
 
+def users_to_verdict(
+    served: list[dict[str, Any]],
+    watches: list[dict[str, Any]],
+    ab: Experiment,
+    window_s: float,
+    step: int = 25,
+) -> dict[str, int | None]:
+    """Distinct users each method needed before its test said "B is better" at p < 0.05.
+
+    The lists of each run are replayed in serving order and tested every ``step`` new users:
+    the A/B test with its always-valid p-value, interleaving with the sign test. ``None``:
+    never within the run.
+    """
+    out: dict[str, int | None] = {}
+    for key, exp_name in (("ab", ab.name), ("interleaving", "tdi")):
+        rows = [r for r in served if label_of(str(r["server"])).experiment == exp_name]
+        users: list[int] = []
+        seen: set[int] = set()
+        for r in rows:
+            if int(r["user_id"]) not in seen:
+                seen.add(int(r["user_id"]))
+                users.append(int(r["user_id"]))
+        out[key] = None
+        for n in range(step, len(users) + 1, step):
+            allowed = set(users[:n])
+            part = [r for r in rows if int(r["user_id"]) in allowed]
+            online = evaluate_online(part, watches, window_s)
+            if key == "ab":
+                rep = ab_report(online, ab)
+                ok = rep["winner"] == ab.variants[1].name
+            else:
+                t = online["interleaving"].get("tdi") or {}
+                ok = t.get("wins_b", 0) > t.get("wins_a", 0) and t.get("p", 1.0) < 0.05
+            if ok:
+                out[key] = n
+                break
+    return out
+
+
 def verdicts(out: dict[str, Any], plan: SimPlan) -> dict[str, str]:
     """One line per run."""
     ab = out["ab"]["report"]
@@ -286,4 +326,6 @@ def verdicts(out: dict[str, Any], plan: SimPlan) -> dict[str, str]:
         else "FALSE POSITIVE",
         "interleaving": f"prefers {preferred}, p {tdi.get('p', 1.0):.2g} over "
         f"{tdi.get('impressions', 0)} impressions",
+        "users_to_verdict": f"A/B (always-valid p): {out['users_to_verdict']['ab']}, "
+        f"interleaving (sign test): {out['users_to_verdict']['interleaving']}",
     }
