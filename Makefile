@@ -78,6 +78,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_models.py ease
 	$(BIN)/python benchmarks/bench_service.py --catalog small
 	$(BIN)/python benchmarks/bench_service.py --catalog 60k
+	$(BIN)/python benchmarks/bench_service.py --catalog small --strategy ranked
+	$(BIN)/python benchmarks/bench_stream.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
