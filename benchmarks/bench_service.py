@@ -223,6 +223,16 @@ def _per_request_rows(
     cold: ``/recommend_cold`` with 20 liked movies; batch: sequential ``POST
     /recommend/batch`` of 1,000 users. Plus the server's RSS after all of it.
     """
+    import tempfile
+
+    if a.client != "wrk":
+        print("  per-request rows need wrk (apt-get install wrk): skipped")
+        return {}
+    # a copy of the home: the likes posted below must not turn the cached runs of a later
+    # benchmark into per-request ones
+    scratch = Path(tempfile.mkdtemp()) / "home"
+    shutil.copytree(home / "bundles", scratch / "bundles", symlinks=True)
+    home = scratch
     proc, url = _start("movierec.service.app:create_app", {"MOVIEREC_HOME": str(home)}, 1)
     out: dict[str, Any] = {}
     try:
@@ -345,6 +355,8 @@ def main() -> None:
     a = parser.parse_args()
     home = Path(".movierec/bench") / f"service-{a.catalog}"
     users, strategy = _prepare(a.catalog, home, a.strategy)
+    for stale in home.glob("feedback.db*"):  # feedback makes users per-request: not cached
+        stale.unlink()
     query = "" if a.strategy is None else f"&strategy={strategy}"
     runs: dict[str, list[dict[str, Any]]] = {"bare_fastapi": [], "movierec": []}
     sides = (

@@ -176,6 +176,14 @@ class Settings(BaseSettings):
         description="How often the service folds in events stored by other processes "
         "(the stream consumer); 0 = never.",
     )
+    online_metrics_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often the service recomputes online WTR for /metrics (0 = never).",
+    )
+    online_window: str = Field(
+        default="1h", description="Attribution window of the online metrics on /metrics."
+    )
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092", description="Kafka bootstrap servers (host:port,...)."
     )

@@ -224,3 +224,51 @@ def test_ab_watch_stops_a_worse_variant(tmp_path: Path, settings: Settings) -> N
     assert res.exit_code == 0 and json.loads((tmp_path / "r.json").read_text())["srm"]["counts"]
     res = CliRunner().invoke(app, ["online-eval", "--plot", str(tmp_path / "o.png")])
     assert res.exit_code == 0 and (tmp_path / "o.png").stat().st_size > 5000
+
+
+def test_a_variant_can_be_an_older_bundle_version_and_online_wtr_is_on_metrics(
+    home: Path, synth_release: Path
+) -> None:
+    from movierec.lifecycle.bundle import current_version
+    from movierec.lifecycle.train import train_and_publish
+
+    old = current_version(home / "bundles")
+    train_and_publish(
+        Settings(home=home),
+        str(synth_release),
+        "popularity",
+        strategies=("popularity",),
+        evaluate=False,
+    )
+    new = current_version(home / "bundles")
+    assert old and new and old != new
+    s = Settings(home=home, warm_cache=False, online_metrics_s=0.2)
+    exp = Experiment(
+        "ver", "v", (Variant("champion", "popularity"), Variant("challenger", "ease", version=old))
+    )
+    write_experiment(s.experiments_path, exp)
+    store = FeedbackStore.for_settings(home, None, overlay=False)
+    ServedLog(store.engine).add_many(
+        [
+            {
+                "event_key": "q1",
+                "timestamp": 1_700_000_000,
+                "user_id": 1,
+                "server": "ver/champion",
+                "status": 200,
+                "items": "5,6",
+                "latency_ms": 3.0,
+            }
+        ]
+    )
+    store.close()
+    with TestClient(create_app(s)) as c:
+        for u in range(1, 30):
+            r = c.get(f"/recommend/user/{u}?k=5")
+            want = exp.assign(u)
+            assert r.headers["X-Variant"] == f"ver/{want.name}"
+            assert r.json()["model_version"] == (old if want.name == "challenger" else new)
+        time.sleep(0.6)
+        metrics = c.get("/metrics").text
+        assert 'movierec_online_lists{served_by="ver/champion"} 1.0' in metrics
+        assert 'movierec_online_wtr{served_by="ver/champion"} 0.0' in metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,18 @@ def test_experiments_and_online_pages(
         ]
     )
     store.close()
+    (home / "logs").mkdir(exist_ok=True)
+    shares = [0.1] * 10
+    (home / "logs" / "drift-latest.json").write_text(
+        json.dumps(
+            {
+                "level": "moderate",
+                "values": {"rating_psi": 0.12, "activity_ks": 0.05},
+                "reference": {"rating_share": shares},
+                "current": {"rating_share": shares},
+            }
+        )
+    )
     server = Server(home)
     server.start()
     try:
@@ -143,5 +156,6 @@ def test_experiments_and_online_pages(
         at.sidebar.radio(key="page").set_value("Online").run()
         assert not at.exception and at.title[0].value == "Online"
         assert len(at.dataframe) >= 1
+        assert any("moderate" in m.value for m in at.markdown)  # the drift section
     finally:
         server.stop()

@@ -74,3 +74,17 @@ def log_json(tracker: Tracker, run_id: str, payload: dict[str, Any], name: str) 
         path = Path(tmp) / name
         path.write_text(json.dumps(payload, indent=2))
         tracker.log_artifact(run_id, path)
+
+
+def latest_drift_path(settings: Settings) -> Path:
+    """Where the latest retraining's drift report is kept (for the web app and /online)."""
+    return settings.logs_dir / "drift-latest.json"
+
+
+def save_latest_drift(settings: Settings, report: dict[str, Any]) -> None:
+    """Keep the drift report of the latest retraining (written whole, then renamed)."""
+    path = latest_drift_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(path)

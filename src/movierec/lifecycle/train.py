@@ -30,7 +30,12 @@ from movierec.evaluation.plots import plot_results
 from movierec.evaluation.report import measure, memory_bytes
 from movierec.evaluation.runner import run_evaluation
 from movierec.lifecycle.bundle import git_commit, publish_bundle
-from movierec.lifecycle.drift_gate import drift_since_serving, drift_words, log_json
+from movierec.lifecycle.drift_gate import (
+    drift_since_serving,
+    drift_words,
+    log_json,
+    save_latest_drift,
+)
 from movierec.lifecycle.promotion import Challenger, PromotionRule, crown, decide
 from movierec.lifecycle.tracking import CHALLENGER, Tracker
 from movierec.models.base import Recommender, TrainOptions
@@ -198,6 +203,7 @@ def train_and_publish(
         )
         if drift is not None:
             log_json(tracker, run_id, drift, "drift.json")
+            save_latest_drift(settings, drift | {"run_id": run_id})
         data = data.with_catalog(tables.movies, tables.tags)
         options = TrainOptions(seed=seed)
         fitted: dict[str, Recommender] = {}

@@ -225,7 +225,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if state.engine is not None:
             MODEL_INFO.info({"version": state.engine.version})
         app.state.movierec = state
-        watchers = [state.watch_current(s.reload_poll_s), state.watch_feedback(s.feedback_poll_s)]
+        watchers = [
+            state.watch_current(s.reload_poll_s),
+            state.watch_feedback(s.feedback_poll_s),
+            state.watch_online(s.online_metrics_s),
+        ]
         yield
         for watcher in watchers:
             if watcher is not None:

@@ -42,3 +42,15 @@ FEEDBACK_REFRESHED = Counter(
     "Users whose history changed through events stored by another process (the stream)",
     registry=REGISTRY,
 )
+ONLINE_WTR = Gauge(
+    "movierec_online_wtr",
+    "Watch-through rate of served lists in the attribution window, per model version or variant",
+    ["served_by"],
+    registry=REGISTRY,
+)
+ONLINE_LISTS = Gauge(
+    "movierec_online_lists",
+    "Served lists evaluated online, per model version or variant",
+    ["served_by"],
+    registry=REGISTRY,
+)

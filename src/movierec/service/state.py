@@ -19,7 +19,12 @@ from movierec.service.engine import CACHE_N, Engine
 from movierec.service.experiments import ExperimentWatch, VersionEngines
 from movierec.service.jobs import TrainingJobs
 from movierec.service.limits import WorkLimiter
-from movierec.service.metrics import BUNDLE_FALLBACKS, FEEDBACK_REFRESHED
+from movierec.service.metrics import (
+    BUNDLE_FALLBACKS,
+    FEEDBACK_REFRESHED,
+    ONLINE_LISTS,
+    ONLINE_WTR,
+)
 from movierec.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -177,6 +182,30 @@ class ServiceState:
                     FEEDBACK_REFRESHED.inc(len(users))
 
         threading.Thread(target=loop, name="movierec-feedback-watch", daemon=True).start()
+        return stop
+
+    def watch_online(self, every_s: float) -> threading.Event | None:
+        """Recompute the online WTR per model version / variant for /metrics every ``every_s``."""
+        if every_s <= 0:
+            return None
+        from movierec.experiments.online import online_from_store
+        from movierec.settings import parse_interval
+
+        stop = threading.Event()
+        window = parse_interval(self.settings.online_window)
+
+        def loop() -> None:
+            while not stop.wait(every_s):
+                try:
+                    out = online_from_store(self.feedback, window)
+                except Exception as e:  # metrics are best effort
+                    logger.warning("online metrics failed: %s", e)
+                    continue
+                for key, vals in out["variants"].items():
+                    ONLINE_WTR.labels(key).set(vals["wtr"])
+                    ONLINE_LISTS.labels(key).set(vals["lists"])
+
+        threading.Thread(target=loop, name="movierec-online-metrics", daemon=True).start()
         return stop
 
     def try_load_current(self) -> None:

@@ -75,6 +75,7 @@ def online_page(api: ApiClient) -> None:
     rows = data.get("variants", {})
     if not rows:
         st.info("No served lists yet: stream the service's request log (movierec stream consume).")
+        drift_section(data.get("drift"))
         return
     st.dataframe(
         [
@@ -93,3 +94,23 @@ def online_page(api: ApiClient) -> None:
     if pairs:
         st.subheader("Offline NDCG@10 vs online WTR per model version")
         st.dataframe(pairs, key="online-vs-offline")
+    drift_section(data.get("drift"))
+
+
+def drift_section(drift: dict[str, Any] | None) -> None:
+    """The latest retraining's drift report: level, indicators, rating distributions."""
+    st.subheader("Drift before the latest retraining")
+    if not drift:
+        st.info("No drift report yet: the scheduler (or `movierec train --drift-gate`) writes one.")
+        return
+    st.markdown(f"**Level:** {drift['level']}")
+    vals = drift.get("values") or {}
+    if vals:
+        st.bar_chart({k: [v] for k, v in vals.items() if k != "gini_change"})
+    ref, cur = drift.get("reference") or {}, drift.get("current") or {}
+    if ref and cur:
+        stars = [f"{0.5 * (i + 1):g}" for i in range(10)]
+        st.bar_chart(
+            {"rating": stars, "reference": ref["rating_share"], "current": cur["rating_share"]},
+            x="rating",
+        )

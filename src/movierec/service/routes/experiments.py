@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
 from movierec.experiments.online import ab_report, online_from_store
 from movierec.lifecycle.bundle import read_manifest
+from movierec.lifecycle.drift_gate import latest_drift_path
 from movierec.service.deps import StateDep
 from movierec.settings import parse_interval
 
@@ -27,6 +29,8 @@ def _window(text: str) -> float:
 @router.get("/online")
 def online(state: StateDep, window: Window = "1h") -> dict[str, Any]:
     """WTR per model version or variant (95% intervals, over time), beside offline metrics.
+
+    Also the drift report of the latest retraining that checked drift (``drift``, or null).
 
     A served list's key is its variant (``experiment/variant``) or, outside experiments, the
     model version that served it; versions still on disk show their offline metrics.
@@ -49,7 +53,9 @@ def online(state: StateDep, window: Window = "1h") -> dict[str, Any]:
         )
     for vals in out["variants"].values():
         vals.pop("user_wtr", None)
-    return out | {"offline_vs_online": rows}
+    drift_file = latest_drift_path(state.settings)
+    drift = json.loads(drift_file.read_text()) if drift_file.exists() else None
+    return out | {"offline_vs_online": rows, "drift": drift}
 
 
 @router.get("/experiments")
