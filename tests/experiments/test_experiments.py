@@ -32,15 +32,25 @@ AB = Experiment("exp", "s1", (Variant("control", "popularity"), Variant("treatme
 
 
 def test_assignment_is_stable_and_follows_the_weights() -> None:
-    users = range(1, 20_001)
+    import subprocess
+    import sys
+
+    users = range(1, 100_001)
     first = [AB.assign(u).name for u in users]
     assert first == [AB.assign(u).name for u in users]  # same salt, same answer
+    # another process (another worker or machine) assigns the same way
+    code = (
+        "from tests.experiments.test_experiments import AB\n"
+        "print(''.join(AB.assign(u).name[0] for u in range(1, 100_001)))"
+    )
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == "".join(n[0] for n in first)
     share = Counter(first)["treatment"] / len(first)
-    assert abs(share - 0.5) < 0.02
+    assert abs(share - 0.5) < 0.01
     heavy = Experiment(
         "exp", "s1", (Variant("control", "popularity", weight=3), Variant("t", "ease"))
     )
-    assert abs(Counter(heavy.assign(u).name for u in users)["t"] / 20_000 - 0.25) < 0.02
+    assert abs(Counter(heavy.assign(u).name for u in users)["t"] / 100_000 - 0.25) < 0.01
     # weight 0: nobody; the rest keep their arm
     off = AB.with_weight("treatment", 0.0)
     assert all(off.assign(u).name == "control" for u in users)

@@ -60,10 +60,12 @@ def experiments_page(api: ApiClient) -> None:
         )
     series = data.get("over_time") or {}
     if series:
-        st.subheader("WTR over time")
-        chart: dict[str, dict[float, float]] = {
-            name: {p["t"]: p["wtr"] for p in points} for name, points in series.items()
-        }
+        st.subheader("WTR over time (with the 95% interval of each hour)")
+        chart: dict[str, dict[float, float]] = {}
+        for name, points in series.items():
+            chart[name] = {p["t"]: p["wtr"] for p in points}
+            chart[f"{name} (low)"] = {p["t"]: p["ci"][0] for p in points}
+            chart[f"{name} (high)"] = {p["t"]: p["ci"][1] for p in points}
         st.line_chart(chart)
 
 
