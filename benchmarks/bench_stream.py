@@ -69,7 +69,7 @@ def bare(bootstrap: str, topic: str, n: int, group: str) -> float:
         t0 = t0 or time.perf_counter()
         for m in msgs:
             if m.error() is None:
-                m.value().decode("utf-8")
+                (m.value() or b"").decode("utf-8")
                 got += 1
         c.commit(asynchronous=False)
     dt = time.perf_counter() - (t0 or time.perf_counter())

@@ -176,6 +176,14 @@ class Settings(BaseSettings):
         description="How often the service folds in events stored by other processes "
         "(the stream consumer); 0 = never.",
     )
+    ann: Literal["exact", "hnsw", "ivf"] = Field(
+        default="exact",
+        description="Top-k of factor models (als, bpr) for known users: exact, or a faiss "
+        "index (hnsw or ivf, inner product) built in the background after a model loads.",
+    )
+    ann_min_items: int = Field(
+        default=50_000, ge=1, description="Catalogs smaller than this stay exact."
+    )
     online_metrics_s: float = Field(
         default=60.0,
         ge=0,

@@ -16,7 +16,9 @@ from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from movierec.data.interactions import InteractionData
+from movierec.models.ann import AnnIndex
 from movierec.models.base import ModelConfig, Recommender, TrainOptions, Weighting
+from movierec.types import RecBatch
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +96,9 @@ class BPRConfig(FactorConfig):
     regularization: float = Field(default=0.001, ge=0)
 
 
-class _FactorModel(Recommender):
+class FactorModel(Recommender):
+    """Shared by ALS and BPR: implicit's fit, fold-in, exact or approximate top-k."""
+
     config: FactorConfig
 
     def __init__(self, config: FactorConfig | None = None) -> None:
@@ -102,6 +106,8 @@ class _FactorModel(Recommender):
         self.user_factors = np.zeros((0, 0), np.float32)
         self.item_factors = np.zeros((0, 0), np.float32)
         self.device = "cpu"
+        #: Approximate top-k for known users when attached (the service's MOVIEREC_ANN).
+        self.ann: AnnIndex | None = None
 
     #: The implicit class: (module under ``implicit.cpu`` / ``implicit.gpu``, class name).
     implicit_class: tuple[str, str]
@@ -140,6 +146,25 @@ class _FactorModel(Recommender):
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
 
+    def use_ann(self, index: AnnIndex | None) -> None:
+        """Answer known users' top-k from ``index`` (built over :meth:`item_vectors`)."""
+        self.ann = index
+
+    def recommend(
+        self,
+        users: np.ndarray | list[int],
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        candidates: np.ndarray | None = None,
+    ) -> RecBatch:
+        """Top-k for known users: exact, or from the attached approximate index."""
+        if self.ann is None or candidates is not None:
+            return super().recommend(users, k, exclude_seen=exclude_seen, candidates=candidates)
+        u = self._check_users(np.asarray(users))
+        exclude = self.history[u] if exclude_seen else None
+        return self.ann.top_k(self.user_factors[u], k, exclude)
+
     def score_users(self, users: np.ndarray) -> np.ndarray:
         """Dot products of the learned user factors with every item."""
         return self.user_factors[np.asarray(users, dtype=np.int64)] @ self.item_factors.T
@@ -176,7 +201,7 @@ class _FactorModel(Recommender):
         self.item_factors = arrays["item_factors"]
 
 
-class ALS(_FactorModel):
+class ALS(FactorModel):
     """Implicit-feedback ALS (Hu, Koren, Volinsky 2008) via ``implicit``; GPU when available."""
 
     name = "als"
@@ -185,7 +210,7 @@ class ALS(_FactorModel):
     fixed_kwargs: ClassVar[dict[str, Any]] = {"alpha": 1.0}  # our weighting applies confidence
 
 
-class BPR(_FactorModel):
+class BPR(FactorModel):
     """Bayesian personalised ranking via ``implicit`` (item factors carry a bias column)."""
 
     name = "bpr"

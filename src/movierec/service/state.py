@@ -30,6 +30,26 @@ from movierec.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+def attach_ann(engine: Engine, settings: Settings) -> None:
+    """Build an approximate index for each factor model of a large catalog, then attach it.
+
+    Until it is attached (and when building fails) the model answers exactly.
+    """
+    from movierec.models.ann import AnnIndex
+    from movierec.models.factor import FactorModel
+
+    for name, model in engine.bundle.models.items():
+        if not isinstance(model, FactorModel) or model.n_items < settings.ann_min_items:
+            continue
+        try:
+            model.use_ann(
+                AnnIndex(model.item_vectors(), "hnsw" if settings.ann == "hnsw" else "ivf")
+            )
+            logger.info("%s answers from a %s index", name, settings.ann)
+        except Exception:  # exact search keeps answering
+            logger.exception("could not build the %s index of %s", settings.ann, name)
+
+
 @dataclass
 class ServiceState:
     """What every request reads: settings, the current engine (or None), feedback."""
@@ -72,6 +92,10 @@ class ServiceState:
             if old is not None:
                 old.release()
             self.last_error = None
+        if self.settings.ann != "exact":
+            threading.Thread(
+                target=attach_ann, args=(engine, self.settings), name="movierec-ann", daemon=True
+            ).start()
         if self.settings.warm_cache:
             self.warming = True
             threading.Thread(
