@@ -176,6 +176,12 @@ class Settings(BaseSettings):
         description="How often the service folds in events stored by other processes "
         "(the stream consumer); 0 = never.",
     )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Share rendered answers between API workers and processes through Redis "
+        "(redis://host:port/db); unset: each worker caches its own.",
+    )
+    redis_ttl_s: int = Field(default=86_400, ge=1, description="Lifetime of a shared answer.")
     ann: Literal["exact", "hnsw", "ivf"] = Field(
         default="exact",
         description="Top-k of factor models (als, bpr) for known users: exact, or a faiss "
@@ -225,7 +231,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _register_secrets(self) -> Settings:
-        for secret in (self.admin_token, self.api_key, self.admin_password):
+        for secret in (self.admin_token, self.api_key, self.admin_password, self.redis_url):
             if secret is not None:
                 register_secret(secret.get_secret_value())
         return self

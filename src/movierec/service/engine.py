@@ -26,6 +26,7 @@ from movierec.service.cache import ByteLRU
 from movierec.service.catalog import Item, MovieCatalog
 from movierec.service.explain import explain_items
 from movierec.service.overlay import HistoryOverlay
+from movierec.service.shared_cache import SharedAnswers
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class Engine:
     ) -> None:
         self.bundle = bundle
         self.version = bundle.version
+        #: Answers shared with other workers (Redis), when configured.
+        self.shared: SharedAnswers | None = None
         self.fingerprint = str(bundle.manifest.get("data_fingerprint", {}).get("sha256", ""))
         self.run_id = str(bundle.manifest.get("mlflow_run_id") or "")
         self.fallback_chain = tuple(s for s in fallback_chain if s in bundle.models)
@@ -99,13 +102,26 @@ class Engine:
         return self._user_pos.get(user_id, -1)
 
     def cached_response(self, key: tuple[str, int, int]) -> bytes | None:
-        """A serialized plain answer, if one was stored."""
+        """A serialized plain answer: this worker's, else one another worker shared."""
         body: bytes | None = self.cache.get(key)
+        if body is None and self.shared is not None:
+            body = self.shared.get(self.version, key)
+            if body is not None:
+                self.cache.put(key, body, len(body))
         return body
 
     def store_response(self, key: tuple[str, int, int], body: bytes) -> None:
-        """Keep a serialized plain answer (within the cache's byte budget)."""
+        """Keep a serialized plain answer (within the cache's byte budget), and share it."""
         self.cache.put(key, body, len(body))
+        if self.shared is not None:
+            self.shared.put(self.version, key, body)
+
+    def forget_users(self, user_ids: list[int]) -> None:
+        """Drop shared answers of users whose history changed (feedback, stream events)."""
+        if self.shared is None:
+            return
+        idx = [i for i in (self.user_index(u) for u in user_ids) if i >= 0]
+        self.shared.forget(self.version, idx)
 
     def release(self) -> None:
         """Free the caches (this engine was replaced by a reload)."""

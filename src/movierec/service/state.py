@@ -25,6 +25,7 @@ from movierec.service.metrics import (
     ONLINE_LISTS,
     ONLINE_WTR,
 )
+from movierec.service.shared_cache import SharedAnswers
 from movierec.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -66,12 +67,15 @@ class ServiceState:
     jobs: TrainingJobs = field(init=False)
     experiments: ExperimentWatch = field(init=False)
     versions: VersionEngines = field(init=False)
+    shared: SharedAnswers | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.work = WorkLimiter(self.settings.work_slots, self.settings.work_queue)
         self.jobs = TrainingJobs(self.settings.home)
         self.experiments = ExperimentWatch(self.settings.experiments_path)
         self.versions = VersionEngines(self.settings)
+        url = self.settings.reveal(self.settings.redis_url)
+        self.shared = SharedAnswers(url, self.settings.redis_ttl_s) if url else None
 
     def load(self, version: str | None = None) -> Engine:
         """Load and verify a bundle fully, then swap the reference (one assignment).
@@ -88,6 +92,7 @@ class ServiceState:
             engine = Engine(
                 bundle, tuple(self.settings.fallback_chain), self.settings.answer_cache_bytes
             )
+            engine.shared = self.shared
             old, self.engine = self.engine, engine  # the swap: readers see old or new, not a mix
             if old is not None:
                 old.release()
@@ -204,6 +209,8 @@ class ServiceState:
                     continue
                 if users:
                     FEEDBACK_REFRESHED.inc(len(users))
+                    if self.engine is not None:
+                        self.engine.forget_users(sorted(users))
 
         threading.Thread(target=loop, name="movierec-feedback-watch", daemon=True).start()
         return stop

@@ -52,6 +52,7 @@ def feedback(_: WriterDep, body: FeedbackIn, state: StateDep, engine: EngineDep)
     new_id = state.feedback.add(
         body.user_id, body.movie_id, body.signal, body.value, body.source, body.timestamp
     )
+    engine.forget_users([body.user_id])  # other workers: their stream/feedback refresh does it
     return FeedbackOut(id=new_id, user_id=body.user_id, movie_id=body.movie_id, signal=body.signal)
 
 
