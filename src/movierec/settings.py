@@ -202,6 +202,11 @@ class Settings(BaseSettings):
         default="127.0.0.1:9092", description="Kafka bootstrap servers (host:port,...)."
     )
     kafka_topic: str = Field(default="movielog", description="Topic of the event stream.")
+    request_log_topic: str | None = Field(
+        default=None,
+        description="Produce a request-log line per /recommend/user answer to this topic "
+        "(on MOVIEREC_KAFKA_BOOTSTRAP); unset: no request log.",
+    )
     kafka_group: str = Field(default="movierec", description="Consumer group of the consumer.")
     drift_psi_moderate: float = Field(
         default=0.1, gt=0, description="PSI at or above which drift is moderate."

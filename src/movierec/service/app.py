@@ -234,6 +234,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for watcher in watchers:
             if watcher is not None:
                 watcher.set()
+        if state.request_log is not None:
+            state.request_log.close()
         store.close()
 
     app = FastAPI(

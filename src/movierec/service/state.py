@@ -25,6 +25,7 @@ from movierec.service.metrics import (
     ONLINE_LISTS,
     ONLINE_WTR,
 )
+from movierec.service.request_log import RequestLog
 from movierec.service.shared_cache import SharedAnswers
 from movierec.settings import Settings
 
@@ -68,6 +69,7 @@ class ServiceState:
     experiments: ExperimentWatch = field(init=False)
     versions: VersionEngines = field(init=False)
     shared: SharedAnswers | None = field(init=False, default=None)
+    request_log: RequestLog | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.work = WorkLimiter(self.settings.work_slots, self.settings.work_queue)
@@ -76,6 +78,8 @@ class ServiceState:
         self.versions = VersionEngines(self.settings)
         url = self.settings.reveal(self.settings.redis_url)
         self.shared = SharedAnswers(url, self.settings.redis_ttl_s) if url else None
+        topic = self.settings.request_log_topic
+        self.request_log = RequestLog(self.settings.kafka_bootstrap, topic) if topic else None
 
     def load(self, version: str | None = None) -> Engine:
         """Load and verify a bundle fully, then swap the reference (one assignment).

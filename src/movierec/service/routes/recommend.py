@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
@@ -65,6 +66,8 @@ async def recommend_user(
     # the hottest route resolves state itself: no dependency solving, no response re-validation
     k, strategy, exclude_seen, explain, alpha = q.k, q.strategy, q.exclude_seen, q.explain, q.alpha
     state, engine = current(request)
+    t0 = time.perf_counter()
+    log = state.request_log
     if strategy is None and not explain and exclude_seen:
         exp = state.experiments.current()
         if exp is not None:  # the user's variant (or an interleaved list) answers
@@ -72,7 +75,10 @@ async def recommend_user(
             res, label = await state.work.run(
                 experiment_answer, exp, engine, state.versions, fb, user_id, k
             )
-            response = json_answer(engine, res.model_dump_json())
+            text = res.model_dump_json()
+            if log is not None:
+                log.record(user_id, text, label, (time.perf_counter() - t0) * 1000)
+            response = json_answer(engine, text)
             response.headers["X-Variant"] = label
             return response
     name = strategy or engine.bundle.default_strategy
@@ -85,11 +91,14 @@ async def recommend_user(
             out = await state.work.run(_recommend, engine, state, user_id, k, name)
             body = out.model_dump_json().encode()
             engine.store_response(key, body)
-        return json_answer(engine, body)
-    out = await state.work.run(
-        _recommend, engine, state, user_id, k, strategy, exclude_seen, explain, alpha
-    )
-    return json_answer(engine, out.model_dump_json())
+    else:
+        out = await state.work.run(
+            _recommend, engine, state, user_id, k, strategy, exclude_seen, explain, alpha
+        )
+        body = out.model_dump_json().encode()
+    if log is not None:
+        log.record(user_id, body, engine.version, (time.perf_counter() - t0) * 1000)
+    return json_answer(engine, body)
 
 
 @router.get("/recommend/mixed/{user_id}", response_model=RecommendationOut)
