@@ -214,8 +214,9 @@ def data_drift(
     import pyarrow.compute as pc
 
     from movierec.cli.console import fail, write_plot
-    from movierec.data.drift import LEVELS, Thresholds, at_or_above, compare, plot_drift
+    from movierec.data.drift import LEVELS, at_or_above, compare, plot_drift
     from movierec.data.tables import load_tables
+    from movierec.lifecycle.drift_gate import thresholds
 
     if fail_on is not None and fail_on not in LEVELS[1:]:
         raise typer.BadParameter("--fail-on takes moderate or strong")
@@ -234,10 +235,7 @@ def data_drift(
             rep = json.loads(cur_report.read_text())
             if rep.get("input_rows"):
                 reject_rate = rep.get("reject_rows", 0) / rep["input_rows"]
-        th = Thresholds(
-            s.drift_psi_moderate, s.drift_psi_strong, s.drift_ks_moderate, s.drift_ks_strong
-        )
-        result = compare(ref_t, cur_t, th, reject_rate)
+        result = compare(ref_t, cur_t, thresholds(s), reject_rate)
     vals = result.get("values") or {}
     table(
         f"drift: {result['level']}" + ("" if ref else " (no reference: description only)"),

@@ -215,13 +215,14 @@ class FeedbackStore:
         with self.engine.connect() as con:
             return int(con.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
 
-    def since(self, received_after: float = 0.0) -> list[dict[str, object]]:
-        """Events received after a time (for retraining with feedback)."""
-        q = (
-            sa.select(self.table)
-            .where(self.table.c.received > received_after)
-            .order_by(self.table.c.id)
-        )
+    def since(
+        self, received_after: float = 0.0, signal: str | None = None
+    ) -> list[dict[str, object]]:
+        """Events received after a time (for retraining with feedback), of one signal if given."""
+        q = sa.select(self.table).where(self.table.c.received > received_after)
+        if signal is not None:
+            q = q.where(self.table.c.signal == signal)
+        q = q.order_by(self.table.c.id)
         with self.engine.connect() as con:
             return [dict(r._mapping) for r in con.execute(q)]
 

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,6 @@ class Cost:
     cpu_s: float = 0.0
     rss_before: int = 0
     peak_rss: int = 0
-    samples: list[int] = field(default_factory=list, repr=False)
 
     def to_dict(self, prefix: str = "fit") -> dict[str, float]:
         """``{prefix}_seconds``, ``_cpu_seconds``, ``_peak_rss_mb``, ``_rss_growth_mb``."""

@@ -149,7 +149,7 @@ def evaluate_online(
 def online_from_store(store: FeedbackStore, window_s: float) -> dict[str, Any]:
     """Served lists and watches from the store (feedback and served tables), evaluated."""
     served = ServedLog(store.engine).rows()
-    watches = [e for e in store.since(0) if e["signal"] == "watch"]
+    watches = store.since(0, signal="watch")
     return evaluate_online(served, watches, window_s)
 
 

@@ -128,13 +128,8 @@ class Stack:
         create_topic(self.bootstrap, self.topic, 2)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "MOVIEREC_HOME": str(home),
-            "MOVIEREC_WARM_CACHE": "false",
-            "MOVIEREC_API_KEY": "",
-        }
-        env.pop("MOVIEREC_API_KEY")
+        env = {**os.environ, "MOVIEREC_HOME": str(home), "MOVIEREC_WARM_CACHE": "false"}
+        env.pop("MOVIEREC_API_KEY", None)  # simulated users call the API without a key
         self.api = subprocess.Popen(
             [
                 sys.executable,
@@ -235,7 +230,7 @@ def run_simulation(
             stack.drain(sent)
             out[key] = {"simulated": stats.__dict__}
         served = ServedLog(stack.store.engine).rows()
-        watches = [e for e in stack.store.since(0) if e["signal"] == "watch"]
+        watches = stack.store.since(0, signal="watch")
     finally:
         stack.close()
     online = evaluate_online(served, watches, plan.window_s)

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from movierec.data.feedback import UserFeedback
 from movierec.experiments.design import Experiment, Variant, read_experiment
 from movierec.experiments.interleave import team_draft
 from movierec.lifecycle.bundle import load_bundle
@@ -94,14 +95,11 @@ def experiment_answer(
     exp: Experiment,
     engine: Engine,
     others: VersionEngines,
-    feedback: object,
+    fb: UserFeedback | None,
     user_id: int,
     k: int,
 ) -> tuple[RecommendationOut, str]:
     """The answer of the user's variant (or the interleaved list) and its ``X-Variant`` label."""
-    from movierec.data.feedback import UserFeedback
-
-    fb = feedback if isinstance(feedback, UserFeedback) else None
 
     def answer(v: Variant) -> RecommendationOut:
         eng = _engine_for(v, engine, others)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -163,7 +163,6 @@ class SimStats:
     watched_in_future: int = 0
     rated: int = 0
     lines: int = 0
-    by_variant: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def simulate(
@@ -261,8 +260,3 @@ def http_asker(
         return ids, {k.lower(): v for k, v in r.headers.items()}, latency
 
     return ask
-
-
-def lines_of(items: Iterable[str]) -> list[str]:
-    """Materialise lines (helper for tests and replays of in-memory logs)."""
-    return [x for x in items if x]
