@@ -4,11 +4,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := dev,postgres,mysql
+EXTRAS := dev,postgres,mysql,spark,stack
 # Debian packages the project needs at run or test time (checked with dpkg, installed only if missing):
 # libgomp1 for implicit/LightGBM, chromium and an emoji font for the browser tests of the UI
-# (Playwright drives /usr/bin/chromium; never `playwright install`).
-SYSTEM_PACKAGES := libgomp1 chromium fonts-noto-color-emoji
+# (Playwright drives /usr/bin/chromium; never `playwright install`), Java for the Spark engine,
+# docker-compose to validate deploy/docker-compose.yml (no Docker engine is needed for that).
+SYSTEM_PACKAGES := libgomp1 chromium fonts-noto-color-emoji openjdk-17-jre-headless docker-compose
 # Debian packages only the benchmarks need (the load generator of bench_service.py).
 BENCH_PACKAGES := wrk
 

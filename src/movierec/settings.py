@@ -187,6 +187,20 @@ class Settings(BaseSettings):
         description="Top-k of factor models (als, bpr) for known users: exact, or a faiss "
         "index (hnsw or ivf, inner product) built in the background after a model loads.",
     )
+    ranker_compile: bool = Field(
+        default=True,
+        description="Compile the learned ranker's trees to native code (lleaves) in the "
+        "background after each load; LightGBM answers until it is done.",
+    )
+    spark_master: str = Field(
+        default="local[*]",
+        description="Spark master URL of the spark training engine (local[*]: every core here).",
+    )
+    spark_driver_memory: str = Field(
+        default="4g",
+        pattern=r"^[0-9]+[kmgt]?$",
+        description="spark.driver.memory (in local mode the heap of the whole job).",
+    )
     ann_min_items: int = Field(
         default=50_000, ge=1, description="Catalogs smaller than this stay exact."
     )

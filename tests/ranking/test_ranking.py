@@ -256,3 +256,23 @@ def test_ranked_loads_through_the_generic_loader(tmp_path: Path) -> None:
     assert (tmp_path / "r" / "ranker.txt").read_text().startswith("tree")
     loaded = load(tmp_path / "r")
     np.testing.assert_allclose(loaded.score_users(np.arange(5)), model.score_users(np.arange(5)))
+
+
+def test_compiled_ranker_scores_like_lightgbm_and_is_cached(tmp_path: Path) -> None:
+    data, options = checkerboard()
+    model = create("ranked", SMALL).fit(data, options)
+    assert isinstance(model, RankedRecommender)
+    users = np.arange(data.n_users)
+    before = model.score_users(users)
+    model.compile_ranker(tmp_path / "cache")
+    assert model.learned.compiled is not None
+    binaries = list((tmp_path / "cache").glob("*.so"))
+    assert len(binaries) == 1
+    np.testing.assert_allclose(model.score_users(users), before, rtol=0, atol=1e-9)
+    stamp = binaries[0].stat().st_mtime_ns
+    again = create("ranked", SMALL).fit(data, options)
+    assert isinstance(again, RankedRecommender)
+    again.compile_ranker(tmp_path / "cache")  # the same model text: loaded, not recompiled
+    assert binaries[0].stat().st_mtime_ns == stamp
+    assert len(list((tmp_path / "cache").glob("*.so"))) == 1
+    np.testing.assert_allclose(again.score_users(users), before, rtol=0, atol=1e-9)

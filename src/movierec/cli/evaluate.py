@@ -17,7 +17,15 @@ from movierec.cli.console import (
     write_json,
     write_plot,
 )
-from movierec.cli.options import DataDirOpt, DatasetOpt, OutputOpt, ParamsOpt, PlotOpt
+from movierec.cli.options import (
+    DataDirOpt,
+    DatasetOpt,
+    EngineOpt,
+    OutputOpt,
+    ParamsOpt,
+    PlotOpt,
+    params_with_engine,
+)
 from movierec.settings import get_settings
 
 
@@ -44,6 +52,7 @@ def evaluate(
         typer.Option(help="Only held-out ratings >= this are relevant (default: all)."),
     ] = None,
     params: ParamsOpt = None,
+    engine: EngineOpt = "implicit",
     output: OutputOpt = None,
     plot: PlotOpt = None,
     ablation: Annotated[
@@ -67,7 +76,7 @@ def evaluate(
     names = [m.strip() for m in models.split(",")] if models else default_models(protocol)
     with errors():
         proto = check_request(protocol, names)
-        overrides = json.loads(params) if params else {}
+        overrides = params_with_engine(params, engine)
         tables = load_tables(dataset, get_settings(), data_dir, kinds=("movies", "tags"))
         steps = evaluation_steps(protocol, names, seeds, ablation)
         with progress("evaluate", steps) as advance:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from movierec.cli.console import errors, progress, say, step_progress, table, write_json
-from movierec.cli.options import DataDirOpt, DatasetOpt, ParamsOpt
+from movierec.cli.options import DataDirOpt, DatasetOpt, EngineOpt, ParamsOpt, params_with_engine
 from movierec.settings import get_settings
 
 model_app = typer.Typer(
@@ -25,6 +24,7 @@ def train(
         str, typer.Option(help="Comma-separated models to put in the bundle.")
     ] = "popularity,itemknn,als,ease,mf,ranked",
     params: ParamsOpt = None,
+    engine: EngineOpt = "implicit",
     evaluate: Annotated[
         bool, typer.Option(help="Evaluate and apply the promotion rule (else: promote).")
     ] = True,
@@ -70,7 +70,7 @@ def train(
             model,
             strategies=names,
             data_dir=data_dir,
-            params=json.loads(params) if params else None,
+            params=params_with_engine(params, engine),
             evaluate=evaluate,
             protocol=protocol,
             metric=metric,

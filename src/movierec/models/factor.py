@@ -8,7 +8,7 @@ used). Fold-in for new users is weighted least squares against the item factors,
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -81,10 +81,16 @@ class FactorConfig(ModelConfig):
 
 
 class ALSConfig(FactorConfig):
-    """ALS settings: confidence weighting ``1 + alpha·value`` by default."""
+    """ALS settings: confidence weighting ``1 + alpha·value`` by default.
+
+    Attributes:
+        engine: ``implicit`` (this machine's cores) or ``spark`` (Spark MLlib on
+            ``MOVIEREC_SPARK_MASTER``; see :mod:`movierec.models.spark_als`).
+    """
 
     weighting: Weighting = "confidence"
     alpha: float = Field(default=5.0, gt=0)
+    engine: Literal["implicit", "spark"] = "implicit"
 
 
 class BPRConfig(FactorConfig):
@@ -208,6 +214,26 @@ class ALS(FactorModel):
     config: ALSConfig
     implicit_class = ("als", "AlternatingLeastSquares")
     fixed_kwargs: ClassVar[dict[str, Any]] = {"alpha": 1.0}  # our weighting applies confidence
+
+    def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
+        if self.config.engine == "implicit":
+            super()._fit(x, data, options)
+            return
+        from movierec.models.spark_als import fit_spark_als
+        from movierec.settings import get_settings
+
+        settings = get_settings()
+        self.device = "spark"
+        c = self.config
+        self.user_factors, self.item_factors = fit_spark_als(
+            x,
+            factors=c.factors,
+            regularization=c.regularization,
+            iterations=c.iterations,
+            seed=options.seed,
+            master=settings.spark_master,
+            driver_memory=settings.spark_driver_memory,
+        )
 
 
 class BPR(FactorModel):

@@ -18,10 +18,15 @@ class Learned:
     booster: lgb.Booster | None = None
     classifier: Any = None
     classifier_columns: np.ndarray | None = None
+    #: The booster compiled to native code (:mod:`movierec.ranking.compiled`), when attached.
+    compiled: Any = None
 
     def predict(self, feats: np.ndarray) -> np.ndarray:
         """Score each row of ``feats`` (higher = earlier in the list)."""
-        if self.booster is not None:
+        compiled = self.compiled
+        if compiled is not None:
+            pred = compiled.predict(np.ascontiguousarray(feats, dtype=np.float64), n_jobs=1)
+        elif self.booster is not None:
             pred = self.booster.predict(feats, num_threads=1)
         elif self.classifier is not None and self.classifier_columns is not None:
             pred = self.classifier.predict_proba(feats[:, self.classifier_columns])[:, 1]

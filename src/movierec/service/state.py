@@ -52,6 +52,19 @@ def attach_ann(engine: Engine, settings: Settings) -> None:
             logger.exception("could not build the %s index of %s", settings.ann, name)
 
 
+def compile_rankers(engine: Engine, settings: Settings) -> None:
+    """Compile the learned rankers of a bundle to native code; LightGBM answers until then."""
+    from movierec.ranking.ranker import RankedRecommender
+
+    for name, model in engine.bundle.models.items():
+        if not isinstance(model, RankedRecommender):
+            continue
+        try:
+            model.compile_ranker(settings.home / "cache" / "ranker")
+        except Exception:  # LightGBM keeps answering
+            logger.exception("could not compile the ranker of %s", name)
+
+
 @dataclass
 class ServiceState:
     """What every request reads: settings, the current engine (or None), feedback."""
@@ -104,6 +117,13 @@ class ServiceState:
         if self.settings.ann != "exact":
             threading.Thread(
                 target=attach_ann, args=(engine, self.settings), name="movierec-ann", daemon=True
+            ).start()
+        if self.settings.ranker_compile:
+            threading.Thread(
+                target=compile_rankers,
+                args=(engine, self.settings),
+                name="movierec-compile",
+                daemon=True,
             ).start()
         if self.settings.warm_cache:
             self.warming = True

@@ -1,0 +1,65 @@
+"""The ranker's trees compiled to machine code by lleaves (LLVM), cached per model and CPU.
+
+LightGBM's own ``predict`` walks the trees of every candidate through a generic interpreter;
+lleaves turns the same model into native code with identical scores (tested to 1e-9) and
+about a tenth of the time per call. Compiling 400 trees takes several seconds, so the
+service compiles in the background after a bundle is loaded (LightGBM answers meanwhile)
+and keeps the binary under ``MOVIEREC_HOME/cache/ranker``, named by the SHA-256 of the
+model text and the host CPU, so a restart loads it in milliseconds and a stale binary can
+never be picked up for another model or machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+
+logger = logging.getLogger(__name__)
+
+
+def cache_key(model_text: str) -> str:
+    """Name of the compiled binary: the model text, the host CPU and its features."""
+    import llvmlite
+    import llvmlite.binding as llvm
+
+    h = hashlib.sha256(model_text.encode())
+    host = f"{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}"
+    h.update(f"|{host}|llvmlite {llvmlite.__version__}".encode())
+    return h.hexdigest()[:32]
+
+
+def compile_booster(booster: lgb.Booster, cache_dir: Path) -> Any:
+    """A compiled predictor of ``booster`` (an ``lleaves.Model``), from the cache if present.
+
+    Raises:
+        ImportError: lleaves is not installed.
+    """
+    import lleaves
+
+    text = booster.model_to_string()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = cache_key(text)
+    model_file = cache_dir / f"{key}.txt"
+    binary = cache_dir / f"{key}.so"
+    if not model_file.exists():
+        tmp = cache_dir / f".{key}.{uuid.uuid4().hex[:8]}.txt"
+        tmp.write_text(text)
+        os.replace(tmp, model_file)
+    t0 = time.perf_counter()
+    model = lleaves.Model(model_file=str(model_file))
+    if binary.exists():
+        model.compile(cache=str(binary))
+        logger.info("ranker loaded compiled from %s", binary)
+        return model
+    tmp_bin = cache_dir / f".{key}.{uuid.uuid4().hex[:8]}.so"
+    model.compile(cache=str(tmp_bin))
+    os.replace(tmp_bin, binary)
+    logger.info("ranker compiled in %.1f s (%s)", time.perf_counter() - t0, binary)
+    return model
