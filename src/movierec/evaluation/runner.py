@@ -24,6 +24,7 @@ from movierec.data.splits import (
 from movierec.data.tables import Tables
 from movierec.evaluation import metrics
 from movierec.models.base import Recommender, TrainOptions
+from movierec.models.memory import DataShape, check_fits
 from movierec.models.mf import BiasedMF
 from movierec.ranking.config import LabelSplit, RankedConfig
 from movierec.ranking.features import FEATURE_GROUPS
@@ -221,6 +222,13 @@ def run_evaluation(
         catalog = Catalog.build(split.train.items, tables.movies, tables.tags)
         train = split.train.with_side(catalog)
         options = TrainOptions(seed=seed, future_targets=protocol in FUTURE_TARGET_PROTOCOLS)
+        if seed == 0:  # refuse before fitting anything when a model cannot fit
+            check_fits(
+                (create(n, protocol_params(n, p, protocol)) for n, p in entries.values()),
+                DataShape(train.n_users, train.n_items, train.nnz),
+                together=False,
+                what="evaluation",
+            )
         for label, (name, model_params) in entries.items():
             if progress is not None:
                 progress(f"{label} seed {seed}")

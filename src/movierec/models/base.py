@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from movierec.data import weighting
 from movierec.data.interactions import InteractionData
+from movierec.models.memory import DataShape, MemoryNeed
 from movierec.models.persist import history_arrays, history_from
 from movierec.models.topk import topk
 from movierec.types import RecBatch
@@ -136,6 +137,15 @@ class Recommender(ABC):
         self.fitted = False
 
     # ----------------------------------------------------------------- training
+    def memory_need(self, shape: DataShape, budget: int) -> MemoryNeed:
+        """Memory of fitting this model on data of ``shape``, known before fitting.
+
+        ``budget`` is what this model may use on its own; a model whose need can be cut by
+        a setting says which value fits it. The default: a few weighted copies of the
+        interactions while fitting, nothing large kept.
+        """
+        return MemoryNeed(self.name, 0, 3 * shape.matrix_bytes, "copies of the interactions")
+
     def fit(self, data: InteractionData, options: TrainOptions | None = None) -> Self:
         """Learn from interactions; the training history is kept for exclude-seen."""
         options = options or TrainOptions()

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from movierec.data.interactions import InteractionData
 from movierec.models.base import ModelConfig, Recommender, TrainOptions
+from movierec.models.memory import DataShape, MemoryNeed, largest_square
 from movierec.models.topk import top_indices
 
 
@@ -37,36 +38,93 @@ class EASEConfig(ModelConfig):
     neighbors: int | None = Field(default=128, ge=1)
 
 
+#: Columns (or rows) per block of the dense steps: temporaries of ``BLOCK × n`` entries.
+BLOCK = 1024
+
+
+def mirror(a: np.ndarray, from_lower: bool, block: int = BLOCK) -> None:
+    """Make a square matrix symmetric in place from one triangle, block by block.
+
+    Temporaries stay at ``block × n`` entries, not a second ``n × n`` matrix.
+    """
+    n = a.shape[0]
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        d = a[s:e, s:e]
+        if from_lower:
+            a[s:e, e:] = a[e:, s:e].T
+            a[s:e, s:e] = np.tril(d) + np.tril(d, -1).T
+        else:
+            a[e:, s:e] = a[s:e, e:].T
+            a[s:e, s:e] = np.triu(d) + np.triu(d, 1).T
+
+
+def gram_matrix(x: sp.csr_matrix, block: int = BLOCK) -> np.ndarray:
+    """Dense ``XᵀX`` (float32), a block of columns at a time: no ``n × n`` sparse product."""
+    n = x.shape[1]
+    xt = sp.csr_matrix(x.T, dtype=np.float32)
+    xc = sp.csc_matrix(x, dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        out[:, s:e] = (xt @ xc[:, s:e]).toarray()
+    return out
+
+
 def spd_inverse(a: np.ndarray) -> np.ndarray:
     """Inverse of a symmetric positive-definite matrix by Cholesky (LAPACK potrf + potri).
 
-    About five times faster than a general inverse; ``a`` is overwritten.
+    About five times faster than a general inverse. ``a`` (C-ordered, its upper triangle
+    read) is overwritten by the inverse and returned: LAPACK works on its buffer through
+    the transposed (Fortran-ordered) view, so no second ``n × n`` matrix is made.
     """
     from scipy.linalg import lapack
 
     potrf, potri = (
         (lapack.spotrf, lapack.spotri) if a.dtype == np.float32 else (lapack.dpotrf, lapack.dpotri)
     )
-    c, info = potrf(a, lower=False, overwrite_a=True)
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    mirror(a, from_lower=False)  # the upper triangle is the matrix; the view reads the lower
+    c, info = potrf(a.T, lower=False, overwrite_a=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"matrix is not positive definite (potrf info {info})")
     inv, info = potri(c, lower=False, overwrite_c=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"inverse failed (potri info {info})")
-    upper = np.triu(inv)
-    return upper + np.triu(upper, 1).T
+    if not np.shares_memory(inv, a):  # pragma: no cover - LAPACK copied after all
+        a[...] = inv.T
+    mirror(a, from_lower=True)
+    return a
 
 
-def prune_columns(b: np.ndarray, n: int) -> sp.csr_matrix:
-    """``b`` with only the ``n`` largest-magnitude entries of each column kept (sparse)."""
+def prune_columns(b: np.ndarray, n: int, block: int = BLOCK) -> sp.csr_matrix:
+    """``b`` with only the ``n`` largest-magnitude entries of each column kept (sparse).
+
+    Columns are selected a block at a time (temporaries of ``block × rows`` entries).
+    """
     if n >= b.shape[0]:
         return sp.csr_matrix(b)
-    rows = top_indices(np.abs(b).T, n).T
-    cols = np.broadcast_to(np.arange(b.shape[1]), rows.shape)
-    kept = sp.coo_matrix((b[rows, cols].ravel(), (rows.ravel(), cols.ravel())), shape=b.shape)
+    rows_parts, cols_parts, vals_parts = [], [], []
+    for s in range(0, b.shape[1], block):
+        e = min(b.shape[1], s + block)
+        rows = top_indices(np.abs(b[:, s:e]).T, n).T
+        cols = np.broadcast_to(np.arange(s, e), rows.shape)
+        rows_parts.append(rows.ravel())
+        cols_parts.append(cols.ravel())
+        vals_parts.append(b[rows, cols].ravel())
+    kept = sp.coo_matrix(
+        (np.concatenate(vals_parts), (np.concatenate(rows_parts), np.concatenate(cols_parts))),
+        shape=b.shape,
+    )
     out = kept.tocsr()
     out.eliminate_zeros()
     return out
+
+
+#: Dense item × item matrices alive at the peak of :meth:`EASE._fit`: the Gram matrix,
+#: inverted and turned into ``B`` in place (every other step works a block at a time).
+EASE_DENSE_COPIES = 1
 
 
 class EASE(Recommender):
@@ -83,19 +141,45 @@ class EASE(Recommender):
         self.kept = np.zeros(0, np.int64)
         self.weights: np.ndarray | sp.csr_matrix = np.zeros((0, 0), np.float32)
 
+    def memory_need(self, shape: DataShape, budget: int) -> MemoryNeed:
+        """Five dense kept × kept float32 matrices at the inverse's peak; sparse weights kept."""
+        c = self.config
+        kept = min(c.max_items, shape.n_items)
+        resident = kept * kept * 4 if c.neighbors is None else kept * min(c.neighbors, kept) * 8
+        blocks = kept * BLOCK * 32  # a block's sparse product, its dense copy, top-k indices
+        transient = EASE_DENSE_COPIES * kept * kept * 4 + blocks + 4 * shape.matrix_bytes
+        fits = largest_square(
+            budget - 4 * shape.matrix_bytes - blocks - resident, EASE_DENSE_COPIES
+        )
+        fix = (
+            f'an item budget that fits: --params \'{{"ease": {{"max_items": {max(fits, 1)}}}}}\''
+            if fits < kept
+            else ""
+        )
+        return MemoryNeed(
+            self.name,
+            resident,
+            transient,
+            f"{EASE_DENSE_COPIES} dense {kept:,}² float32 matrices (max_items {c.max_items:,})",
+            fix,
+        )
+
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         counts = np.bincount(x.indices, minlength=x.shape[1])
         order = np.argsort(-counts, kind="stable")
         kept = order[counts[order] >= self.config.min_count][: self.config.max_items]
         self.kept = np.sort(kept)
         xk = x[:, self.kept]
-        gram = np.asarray((xk.T @ xk).todense(), dtype=np.float32)
+        gram = gram_matrix(xk)
         diag = np.diag_indices_from(gram)
         p_drop = self.config.dropout
         # DLAE (Steck 2020): emphasised denoising adds p/(1-p)·diag(XᵀX) to the ridge penalty
         gram[diag] += self.config.l2 + p_drop / (1.0 - p_drop) * gram[diag]
-        p = spd_inverse(gram)
-        b = -p / np.diag(p)
+        b = spd_inverse(gram)  # P, in gram's buffer
+        del gram
+        d = np.diag(b).copy()
+        np.divide(b, d, out=b)  # B = -P / diag(P), in place
+        np.negative(b, out=b)
         np.fill_diagonal(b, 0.0)
         b = b.astype(np.float32, copy=False)
         n = self.config.neighbors

@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 from movierec.data.interactions import InteractionData
 from movierec.models.ann import AnnIndex
 from movierec.models.base import ModelConfig, Recommender, TrainOptions, Weighting
+from movierec.models.memory import DataShape, MemoryNeed, fmt_bytes, parse_memory
 from movierec.types import RecBatch
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,17 @@ class FactorModel(Recommender):
         cls = getattr(importlib.import_module(f"implicit.cpu.{module}"), name)
         return cls(num_threads=options.threads, **kwargs)
 
+    def memory_need(self, shape: DataShape, budget: int) -> MemoryNeed:
+        """Factors kept; implicit's user×item and item×user copies while fitting."""
+        f = self.config.factors + 1
+        factors = (shape.n_users + shape.n_items) * f * 4
+        return MemoryNeed(
+            self.name,
+            factors,
+            4 * shape.matrix_bytes + 2 * factors,
+            f"{f - 1} factors of {shape.n_users:,} users and {shape.n_items:,} items",
+        )
+
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         use_gpu = options.use_gpu and gpu_available()
         self.device = "cuda" if use_gpu else "cpu"
@@ -214,6 +226,22 @@ class ALS(FactorModel):
     config: ALSConfig
     implicit_class = ("als", "AlternatingLeastSquares")
     fixed_kwargs: ClassVar[dict[str, Any]] = {"alpha": 1.0}  # our weighting applies confidence
+
+    def memory_need(self, shape: DataShape, budget: int) -> MemoryNeed:
+        """As any factor model; the spark engine adds its JVM (spark.driver.memory)."""
+        need = super().memory_need(shape, budget)
+        if self.config.engine != "spark":
+            return need
+        from movierec.settings import get_settings
+
+        jvm = parse_memory(get_settings().spark_driver_memory)
+        return MemoryNeed(
+            need.strategy,
+            need.resident,
+            need.transient + jvm + 2 * shape.matrix_bytes,
+            need.detail + f", a Spark driver of {fmt_bytes(jvm)}",
+            "a smaller MOVIEREC_SPARK_DRIVER_MEMORY or a cluster MOVIEREC_SPARK_MASTER",
+        )
 
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         if self.config.engine == "implicit":

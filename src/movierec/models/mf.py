@@ -15,6 +15,7 @@ from pydantic import Field
 
 from movierec.data.interactions import InteractionData
 from movierec.models.base import ModelConfig, Recommender, TrainOptions
+from movierec.models.memory import DataShape, MemoryNeed
 
 MIN_RATING, MAX_RATING = 0.5, 5.0
 
@@ -76,6 +77,14 @@ class BiasedMF(Recommender):
         self.item_bias = np.zeros(0, np.float32)
         self.user_factors = np.zeros((0, 0), np.float32)
         self.item_factors = np.zeros((0, 0), np.float32)
+
+    def memory_need(self, shape: DataShape, budget: int) -> MemoryNeed:
+        """Factors and biases kept; float64 copies of the ratings both ways while fitting."""
+        f = self.config.factors + 1
+        kept = (shape.n_users + shape.n_items) * f * 4
+        return MemoryNeed(
+            self.name, kept, shape.nnz * 64 + 4 * kept, f"{f - 1} factors, float64 ridge steps"
+        )
 
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         c = self.config

@@ -16,6 +16,7 @@ from pydantic import Field
 from movierec.data.interactions import InteractionData
 from movierec.models.base import ModelConfig, Recommender, TrainOptions
 from movierec.models.item_knn import NeighbourMatrix
+from movierec.models.memory import DataShape, MemoryNeed
 
 
 class SequentialConfig(ModelConfig):
@@ -64,6 +65,21 @@ class Sequential(NeighbourMatrix, Recommender):
 
     name = "sequential"
     config: SequentialConfig
+
+    def memory_need(self, shape: DataShape, budget: int) -> MemoryNeed:
+        """Pairs within ``window`` steps: 20 bytes each before they are summed."""
+        w = self.config.window
+        pairs = shape.nnz * w
+        kept = min(pairs, shape.n_items * shape.n_items) * 8
+        return MemoryNeed(
+            self.name,
+            kept,
+            shape.nnz * 48 + pairs * 32 + kept,
+            f"{pairs:,} item pairs within {w} steps",
+            f'a shorter window: --params \'{{"sequential": {{"window": {max(1, w // 2)}}}}}\''
+            if w > 1
+            else "",
+        )
 
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         t = transitions(data, self.config.window, options.seed)

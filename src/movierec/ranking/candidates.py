@@ -10,6 +10,8 @@ import scipy.sparse as sp
 from movierec.models.base import Recommender
 from movierec.models.topk import topk
 
+#: Bytes of dense score rows (all sources, with their top-k copies) per chunk of queries.
+CANDIDATE_CHUNK_BYTES = 512 * 1024 * 1024
 #: Candidate sources, in the order their columns appear.
 DEFAULT_SOURCES = ("popularity", "itemknn", "als", "ease", "genre", "sequential")
 
@@ -65,6 +67,27 @@ def generate(
     names = tuple(sources)
     n_q = values.shape[0]
     exclude = values if exclude is None else exclude
+    chunk = max(1, CANDIDATE_CHUNK_BYTES // max(1, 8 * len(names) * values.shape[1]))
+    if n_q > chunk:  # dense score rows of every source: bounded by chunks of queries
+        parts = [
+            generate(
+                sources,
+                values[a : a + chunk],
+                None if timestamps is None else timestamps[a : a + chunk],
+                per_source,
+                exclude=exclude[a : a + chunk],
+            )
+            for a in range(0, n_q, chunk)
+        ]
+        offsets = np.arange(0, n_q, chunk)
+        return Candidates(
+            np.concatenate([p.rows + o for p, o in zip(parts, offsets, strict=True)]),
+            np.concatenate([p.items for p in parts]),
+            names,
+            np.concatenate([p.scores for p in parts]),
+            np.concatenate([p.ranks for p in parts]),
+            np.concatenate([p.proposed for p in parts]),
+        )
     score_mats, proposals = [], []
     for name in names:
         s = sources[name].score_rows(values, timestamps).astype(np.float32)
