@@ -18,7 +18,7 @@ ifneq ($(wildcard ../shared/data/movielens),)
 export MOVIEREC_DATA_DIR ?= $(abspath ../shared/data/movielens)
 endif
 
-.PHONY: install system-deps test lint typecheck unit demo bench fmt clean
+.PHONY: install system-deps test lint typecheck unit demo bench fmt clean stack stack-down stack-status compose-check
 
 install: system-deps $(STAMP)
 
@@ -37,8 +37,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks deploy/stack.py
+	$(BIN)/ruff format --check src tests benchmarks deploy/stack.py
 
 typecheck: install
 	$(BIN)/mypy
@@ -70,6 +70,24 @@ demo: install
 	  $(BIN)/movierec serve --host 127.0.0.1 --port $(DEMO_PORT) & \
 	  MOVIEREC_API_URL=http://127.0.0.1:$(DEMO_PORT) $(BIN)/movierec ui --port $(UI_PORT) & \
 	  wait
+
+# The deployment (deploy/docker-compose.yml) as local processes on 127.0.0.1: the broker, an
+# MLflow server on PostgreSQL, the API (2 workers), the UI, the scheduler and the consumer,
+# over this machine's PostgreSQL and Redis; settings in deploy/stack.env (any can be overridden
+# from the environment). `make stack-down` stops all of it and checks nothing is left.
+stack: install
+	$(BIN)/python deploy/stack.py up
+
+stack-down:
+	$(BIN)/python deploy/stack.py down
+
+stack-status:
+	@$(BIN)/python deploy/stack.py status
+
+# Validate the compose file (Debian's docker-compose; no Docker engine needed).
+compose-check: system-deps
+	cd deploy && POSTGRES_PASSWORD=check MOVIEREC_ADMIN_TOKEN=check MOVIEREC_API_KEY=check \
+	  docker-compose -p movierec -f docker-compose.yml config -q && echo "deploy/docker-compose.yml is valid"
 
 bench: install
 	@$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES="$(BENCH_PACKAGES)"

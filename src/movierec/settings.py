@@ -158,6 +158,10 @@ class Settings(BaseSettings):
         description="What the scheduler trains on: `store` (the ingested tables) or a release.",
     )
     train_model: str = Field(default="ease", description="Default strategy of scheduled runs.")
+    train_strategies: tuple[str, ...] | None = Field(
+        default=None,
+        description="Strategies of scheduled runs' bundles (comma-separated; default: all).",
+    )
     train_interval: str = Field(
         default="1d", description="Scheduled retraining interval: seconds or 30m / 6h / 1d."
     )

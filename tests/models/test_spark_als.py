@@ -43,4 +43,5 @@ def test_spark_als_round_trips_like_any_als(spark_als: ALS, tmp_path: Path) -> N
     loaded = load(tmp_path / "als")
     assert isinstance(loaded, ALS) and loaded.config.engine == "spark"
     np.testing.assert_array_equal(loaded.item_factors, spark_als.item_factors)
-    np.testing.assert_allclose(loaded.score_users(np.arange(5)), spark_als.score_users(np.arange(5)))
+    users = np.arange(5)
+    np.testing.assert_allclose(loaded.score_users(users), spark_als.score_users(users))

@@ -23,14 +23,21 @@ BootstrapOpt = Annotated[
 
 @stream_app.command("broker")
 def broker(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 9092,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9092,
     topic: TopicOpt = None,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of the topic.")] = 2,
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on (0.0.0.0 in a container).")
+    ] = "127.0.0.1",
+    advertised: Annotated[
+        str | None,
+        typer.Option(help="Host name clients are told to connect to (default: the interface)."),
+    ] = None,
 ) -> None:
-    """Run a Tansu broker (Kafka protocol, in memory) on 127.0.0.1 until interrupted."""
+    """Run a Tansu broker (Kafka protocol, in memory) until interrupted (127.0.0.1 by default)."""
     from movierec.streams.broker import Broker, create_topic
 
-    with errors(), Broker(port) as b:
+    with errors(), Broker(port, host=host, advertised=advertised) as b:
         name = topic or get_settings().kafka_topic
         create_topic(b.bootstrap, name, partitions)
         say(f"broker on {b.bootstrap}, topic {name} ({partitions} partitions); Ctrl-C stops it")

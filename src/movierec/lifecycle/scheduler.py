@@ -81,7 +81,10 @@ class Scheduler:
                 "dataset": self.settings.train_dataset,
                 "model": self.settings.train_model,
                 "drift_gate": self.settings.drift_gate,
-            } | self.train_kwargs
+            }
+            if self.settings.train_strategies:
+                kwargs["strategies"] = self.settings.train_strategies
+            kwargs |= self.train_kwargs
             result = train_and_publish(self.settings, **kwargs)
             self.runs.append(
                 {

@@ -62,28 +62,39 @@ def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
 
 
 class Broker:
-    """A Tansu broker process on 127.0.0.1 (a context manager: started, then stopped)."""
+    """A Tansu broker process (a context manager: started, then stopped).
 
-    def __init__(self, port: int | None = None, log_file: Path | None = None) -> None:
+    It listens on ``host`` (127.0.0.1 by default) and tells clients to connect to
+    ``advertised`` (the host name other containers know it by, in a deployment).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        log_file: Path | None = None,
+        host: str = "127.0.0.1",
+        advertised: str | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.log_file = log_file
+        self.host = host
+        self.advertised = advertised or ("127.0.0.1" if host in ("0.0.0.0", "::") else host)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
         """``host:port`` for Kafka clients."""
-        return f"127.0.0.1:{self.port}"
+        return f"{self.advertised}:{self.port}"
 
     def command(self) -> list[str]:
         """The command line that starts the broker."""
-        url = f"tcp://127.0.0.1:{self.port}"
         return [
             str(tansu_binary()),
             "broker",
             "--listener-url",
-            url,
+            f"tcp://{self.host}:{self.port}",
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.advertised}:{self.port}",
             "--storage-engine",
             "memory://tansu/",
         ]
@@ -93,7 +104,7 @@ class Broker:
         out = self.log_file.open("ab") if self.log_file is not None else subprocess.DEVNULL
         self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
         try:
-            wait_for_port("127.0.0.1", self.port)
+            wait_for_port("127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host, self.port)
         except TimeoutError:
             self.stop()
             raise

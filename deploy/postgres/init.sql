@@ -1,0 +1,2 @@
+-- MLflow's own database beside movierec's (POSTGRES_DB); run once by the postgres image.
+CREATE DATABASE mlflow OWNER movierec;
