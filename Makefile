@@ -11,14 +11,14 @@ EXTRAS := dev,postgres,mysql,spark,stack
 # docker-compose to validate deploy/docker-compose.yml (no Docker engine is needed for that).
 SYSTEM_PACKAGES := libgomp1 chromium fonts-noto-color-emoji openjdk-17-jre-headless docker-compose
 # Debian packages only the benchmarks need (the load generator of bench_service.py).
-BENCH_PACKAGES := wrk
+BENCH_PACKAGES := wrk time
 
 # Real MovieLens data shipped beside the checkout (CI and developers); never copied into the repo.
 ifneq ($(wildcard ../shared/data/movielens),)
 export MOVIEREC_DATA_DIR ?= $(abspath ../shared/data/movielens)
 endif
 
-.PHONY: install system-deps test lint typecheck unit demo bench fmt clean stack stack-down stack-status compose-check
+.PHONY: install system-deps test lint typecheck unit demo bench fmt clean stack stack-down stack-status compose-check reliability
 
 install: system-deps $(STAMP)
 
@@ -88,6 +88,12 @@ stack-status:
 compose-check: system-deps
 	cd deploy && POSTGRES_PASSWORD=check MOVIEREC_ADMIN_TOKEN=check MOVIEREC_API_KEY=check \
 	  docker-compose -p movierec -f docker-compose.yml config -q && echo "deploy/docker-compose.yml is valid"
+
+# One reliability suite against real processes: fuzzing, load, hot reload under load, crashes,
+# security, resource bounds; one table, JSON in benchmarks/results/reliability.json (make test
+# runs its shortened version, tests/test_reliability.py).
+reliability: install
+	$(BIN)/python benchmarks/reliability.py
 
 bench: install
 	@$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES="$(BENCH_PACKAGES)"

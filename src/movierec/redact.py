@@ -60,10 +60,18 @@ class RedactingFilter(logging.Filter):
 
 
 def install_log_redaction() -> None:
-    """Redact every record of every handler attached to the root logger (idempotent)."""
+    """Redact every record of every handler there is (idempotent).
+
+    The root logger's handlers, and those of loggers that do not propagate to it (uvicorn's
+    access log writes the query string, where a client may have put a token).
+    """
     root = logging.getLogger()
-    for handler in root.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+    loggers = [root] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for lg in loggers:
+        for handler in lg.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
     if not any(isinstance(f, RedactingFilter) for f in root.filters):
         root.addFilter(RedactingFilter())

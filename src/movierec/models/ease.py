@@ -160,7 +160,8 @@ class EASE(Recommender):
             self.name,
             resident,
             transient,
-            f"{EASE_DENSE_COPIES} dense {kept:,}² float32 matrices (max_items {c.max_items:,})",
+            f"a dense {kept:,}² float32 matrix and {BLOCK}-column blocks "
+            f"(max_items {c.max_items:,})",
             fix,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
@@ -11,6 +12,7 @@ from movierec.redact import redact_any
 from movierec.service.deps import AdminDep, EngineDep, StateDep
 from movierec.service.jobs import JOB_ID, JobRunningError
 from movierec.service.schemas import INPUT, Strategy
+from movierec.settings import Settings
 
 router = APIRouter(tags=["training"])
 
@@ -61,6 +63,52 @@ async def job(
     return out
 
 
+#: How long ``/model/status`` waits for the registry.
+REGISTRY_TIMEOUT_S = 3.0
+#: Held while a (daemon) thread asks the registry: at most one lookup hangs on a dead server.
+_REGISTRY_BUSY = threading.Lock()
+
+
+def _registry_within(settings: Settings, timeout: float) -> dict[str, Any]:
+    """:func:`_registry_aliases` in a daemon thread, given up after ``timeout`` seconds.
+
+    A hung tracking server (MLflow retries a refused connection for minutes) then costs one
+    background thread, never a request, and never delays the process's exit.
+    """
+    if not _REGISTRY_BUSY.acquire(blocking=False):
+        return {"error": "the tracking server is still answering an earlier lookup"}
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result.update(_registry_aliases(settings))
+        finally:
+            _REGISTRY_BUSY.release()
+
+    worker = threading.Thread(target=run, name="movierec-registry", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        return {"error": f"the tracking server did not answer within {timeout:g} s"}
+    return result
+
+
+def _registry_aliases(settings: Settings) -> dict[str, Any]:
+    """The champion and challenger versions and their bundles (the registry is optional)."""
+    try:
+        from movierec.lifecycle.tracking import CHALLENGER, CHAMPION, Tracker
+
+        tracker = Tracker(settings)
+        registry: dict[str, Any] = {}
+        for alias in (CHAMPION, CHALLENGER):
+            v = tracker.alias_version(alias)
+            tags = tracker.version_tags(v) if v else {}
+            registry[alias] = {"version": v, "bundle": tags.get("bundle_version")} if v else None
+        return registry
+    except Exception as e:  # the registry is optional for serving
+        return {"error": type(e).__name__}
+
+
 @router.get("/model/status")
 def model_status(_: AdminDep, state: StateDep, engine: EngineDep) -> dict[str, Any]:
     """The served model, the registry's champion and challenger, and the last training.
@@ -69,17 +117,7 @@ def model_status(_: AdminDep, state: StateDep, engine: EngineDep) -> dict[str, A
     steps, outcome or error.
     """
     manifest = engine.bundle.manifest
-    registry: dict[str, Any] = {}
-    try:
-        from movierec.lifecycle.tracking import CHALLENGER, CHAMPION, Tracker
-
-        tracker = Tracker(state.settings)
-        for alias in (CHAMPION, CHALLENGER):
-            v = tracker.alias_version(alias)
-            tags = tracker.version_tags(v) if v else {}
-            registry[alias] = {"version": v, "bundle": tags.get("bundle_version")} if v else None
-    except Exception as e:  # the registry is optional for serving
-        registry = {"error": type(e).__name__}
+    registry = _registry_within(state.settings, REGISTRY_TIMEOUT_S)
     last = state.jobs.latest()
     if last is not None:
         last.pop("pid", None)
