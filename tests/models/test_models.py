@@ -121,6 +121,30 @@ def test_spd_inverse() -> None:
     np.testing.assert_allclose(spd_inverse(g.copy()), np.linalg.inv(g), rtol=1e-8, atol=1e-10)
 
 
+def test_spd_inverse_of_a_large_matrix_runs_single_threaded_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from movierec.models import ease
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(300, 300)).astype(np.float32)
+    g = a @ a.T + 300 * np.eye(300, dtype=np.float32)
+    threaded = spd_inverse(g.copy())
+    monkeypatch.setattr(ease, "THREADED_LAPACK_MAX", 100)  # 300 items count as "large"
+    seen: list[object] = []
+    real = ease.threadpool_limits
+
+    def spy(limits: object = None, user_api: object = None) -> object:
+        seen.append(limits)
+        return real(limits, user_api)
+
+    monkeypatch.setattr(ease, "threadpool_limits", spy)
+    single = spd_inverse(g.copy())
+    assert seen == [1]
+    np.testing.assert_allclose(single, threaded, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(single, np.linalg.inv(g.astype(np.float64)), rtol=1e-3, atol=1e-6)
+
+
 def test_unknown_model_and_bad_config() -> None:
     with pytest.raises(KeyError):
         create("nope")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
+from threadpoolctl import threadpool_limits
 
 from movierec.data.interactions import InteractionData
 from movierec.models.base import ModelConfig, Recommender, TrainOptions
@@ -71,6 +72,10 @@ def gram_matrix(x: sp.csr_matrix, block: int = BLOCK) -> np.ndarray:
     return out
 
 
+#: Largest matrix inverted with threaded LAPACK; larger ones use one thread (see spd_inverse).
+THREADED_LAPACK_MAX = 16_384
+
+
 def spd_inverse(a: np.ndarray) -> np.ndarray:
     """Inverse of a symmetric positive-definite matrix by Cholesky (LAPACK potrf + potri).
 
@@ -86,10 +91,14 @@ def spd_inverse(a: np.ndarray) -> np.ndarray:
     if not a.flags.c_contiguous:
         a = np.ascontiguousarray(a)
     mirror(a, from_lower=False)  # the upper triangle is the matrix; the view reads the lower
-    c, info = potrf(a.T, lower=False, overwrite_a=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"matrix is not positive definite (potrf info {info})")
-    inv, info = potri(c, lower=False, overwrite_c=True)
+    # OpenBLAS's threaded potrf crashes (SIGSEGV in its threaded syrk) on large matrices: seen
+    # here at 30,000 items with scipy's and numpy's builds alike (OpenBLAS issues #1413, #2821)
+    threads = 1 if a.shape[0] > THREADED_LAPACK_MAX else None
+    with threadpool_limits(threads, "blas"):
+        c, info = potrf(a.T, lower=False, overwrite_a=True)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"matrix is not positive definite (potrf info {info})")
+        inv, info = potri(c, lower=False, overwrite_c=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"inverse failed (potri info {info})")
     if not np.shares_memory(inv, a):  # pragma: no cover - LAPACK copied after all
