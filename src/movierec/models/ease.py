@@ -151,11 +151,12 @@ class EASE(Recommender):
         self.weights: np.ndarray | sp.csr_matrix = np.zeros((0, 0), np.float32)
 
     def memory_need(self, shape: DataShape, budget: int) -> MemoryNeed:
-        """Five dense kept × kept float32 matrices at the inverse's peak; sparse weights kept."""
+        """One dense kept × kept float32 matrix, inverted in place, and block temporaries."""
         c = self.config
         kept = min(c.max_items, shape.n_items)
         resident = kept * kept * 4 if c.neighbors is None else kept * min(c.neighbors, kept) * 8
-        blocks = kept * BLOCK * 32  # a block's sparse product, its dense copy, top-k indices
+        # a block: sparse product (12 B an entry), dense copy, |B|, top-k indices, temporaries
+        blocks = kept * BLOCK * 48
         transient = EASE_DENSE_COPIES * kept * kept * 4 + blocks + 4 * shape.matrix_bytes
         fits = largest_square(
             budget - 4 * shape.matrix_bytes - blocks - resident, EASE_DENSE_COPIES
