@@ -103,8 +103,8 @@ class _Peak:
 
 @pytest.mark.slow
 def test_estimates_bound_real_fits_on_a_reduced_ml32m_shaped_set(tmp_path: Path) -> None:
-    """The 20M path at 1/100 size: same generator, same defaults, every strategy."""
-    generate(tmp_path / "synth", SynthConfig(ratings=200_000, seed=7))
+    """The 20M path at 1/200 size: same generator, same defaults, every strategy."""
+    generate(tmp_path / "synth", SynthConfig(ratings=100_000, seed=7))
     tables = load_tables(str(tmp_path / "synth"), Settings(home=tmp_path / "home"))
     data = InteractionData.from_table(tables.ratings).with_catalog(tables.movies, tables.tags)
     shape = DataShape(data.n_users, data.n_items, data.nnz)

@@ -29,12 +29,7 @@ from movierec.data.interactions import InteractionData
 from movierec.models.base import Recommender, SharedParts, TrainOptions
 from movierec.models.item_knn import NeighbourMatrix, knn_similarity
 from movierec.models.memory import DataShape, MemoryNeed
-from movierec.ranking.candidates import (
-    CANDIDATE_CHUNK_BYTES,
-    Candidates,
-    candidate_recall,
-    generate,
-)
+from movierec.ranking.candidates import Candidates, candidate_recall, generate
 from movierec.ranking.config import RankedConfig
 from movierec.ranking.diversity import mmr
 from movierec.ranking.features import (
@@ -47,6 +42,7 @@ from movierec.ranking.features import (
 )
 from movierec.ranking.labels import label_split
 from movierec.ranking.learner import Learned, train_learner
+from movierec.ranking.sizing import ranked_memory_need
 
 logger = logging.getLogger(__name__)
 
@@ -121,37 +117,8 @@ class RankedRecommender(NeighbourMatrix, Recommender):
 
     # ---------------------------------------------------------------- training
     def memory_need(self, shape: DataShape, budget: int) -> MemoryNeed:
-        """Sources twice (label split, then everything), feature store, training examples.
-
-        At most ``label_items`` training queries per user, ``max_train_queries`` in all.
-        """
-        c = self.config
-        needs = [
-            self.source_models.create(n, c.source_params.get(n)).memory_need(shape, budget)
-            for n in c.sources
-        ]
-        sources = sum(n.resident for n in needs)
-        store = shape.nnz * 32 + shape.n_items * 100 * 8
-        per_query = (c.negatives or c.per_source * len(c.sources)) + c.label_items
-        width = 3 * len(c.sources) + 1 + sum(len(g) for g in FEATURE_GROUPS.values())
-        queries = min(c.max_train_queries, shape.n_users * c.label_items)
-        examples = queries * per_query * width * 4 * 3
-        pools = queries * c.per_source * len(c.sources) * 40
-        transient = (
-            sources
-            + max((n.transient for n in needs), default=0)
-            + examples
-            + pools
-            + CANDIDATE_CHUNK_BYTES
-        )
-        return MemoryNeed(
-            self.name,
-            sources + store,
-            transient,
-            f"sources {', '.join(c.sources)} twice, {c.max_train_queries:,} training queries",
-            f'fewer queries: --params \'{{"ranked": {{"max_train_queries": '
-            f"{max(10, c.max_train_queries // 4)}}}}}' or fewer sources",
-        )
+        """See :func:`movierec.ranking.sizing.ranked_memory_need`."""
+        return ranked_memory_need(self.config, self.source_models.create, shape, budget)
 
     def _fit(self, x: sp.csr_matrix, data: InteractionData, options: TrainOptions) -> None:
         c = self.config
