@@ -409,7 +409,7 @@ def row_crash(home: Path, data: Path, kills: int, movies: list[int]) -> dict[str
             "passed": lost == 0 and broken == 0 and len(acked) > 0}  # fmt: skip
 
 
-def row_security(home: Path) -> dict[str, Any]:
+def row_security(home: Path, movie: int) -> dict[str, Any]:
     db_url = f"postgresql+psycopg://movierec:{SECRET_PASSWORD}@127.0.0.1:1/none"
     api = Api(home, env={"MOVIEREC_MLFLOW_URI": db_url}).start()
     checks: dict[str, bool] = {}
@@ -433,12 +433,14 @@ def row_security(home: Path) -> dict[str, Any]:
             for s in injections:
                 statuses.append(c.get("/movies/search", params={"q": s}).status_code)
                 statuses.append(c.get("/recommend/user/1", params={"strategy": s}).status_code)
-                body = {"user_id": 1, "movie_id": 1, "signal": "like", "source": s}
+                body = {"user_id": 1, "movie_id": movie, "signal": "like", "source": s}
                 statuses.append(c.post("/feedback", headers=WRITE, json=body).status_code)
             checks["SQL injection strings: no 5xx"] = all(st < 500 for st in statuses)
             checks["feedback table still answers after them"] = (
                 c.post(
-                    "/feedback", headers=WRITE, json={"user_id": 2, "movie_id": 1, "signal": "like"}
+                    "/feedback",
+                    headers=WRITE,
+                    json={"user_id": 2, "movie_id": movie, "signal": "like"},
                 ).status_code
                 == 201
             )
@@ -546,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "crash":
                 r = row_crash(home, work / "release", 2 if short else 5, movies)
             elif name == "security":
-                r = row_security(home)
+                r = row_security(home, movies[0])
             elif name == "resources":
                 r = row_resources(home, 2_000 if short else 100_000, 5 if short else 20, users)
             else:
