@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from movierec.streams.broker import free_port
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -62,12 +63,6 @@ def _timed(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any
         fields = t.read().split()
     peak = float(fields[-1]) / 1024 if len(fields) >= 2 else float("nan")
     return {"seconds": round(wall, 2), "peak_rss_mb": round(peak, 1), "rc": rc, "tail": out}
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _rss_mb(pid: int) -> float:
@@ -211,7 +206,7 @@ def main() -> None:
     service: dict[str, Any] = {}
     users = list(range(1, 201))
     for label, cmd_target in (("bare FastAPI", "bare"), ("movierec serve", "movierec")):
-        port = _port()
+        port = free_port()
         if cmd_target == "bare":
             cmd = [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port),
                    "--log-level", "warning"]  # fmt: skip

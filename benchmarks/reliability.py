@@ -31,7 +31,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from movierec.streams.broker import free_port
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 TOKEN = "reliability-admin-token-0123456789"
@@ -51,18 +52,12 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 WRITE = {"X-API-Key": API_KEY}
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Api:
     """``uvicorn movierec.service.app:create_app`` on 127.0.0.1 with its own log file."""
 
     def __init__(self, home: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
         self.home = home
-        self.port = _port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.env = env or {}

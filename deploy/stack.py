@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -98,12 +99,12 @@ def ports(env: dict[str, str]) -> dict[str, int]:
     }
 
 
-def wait(what: str, check: object, timeout: float) -> None:
+def wait(what: str, check: Callable[[], bool], timeout: float) -> None:
     """Poll ``check()`` until true."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            if check():  # type: ignore[operator]
+            if check():
                 logger.info("%s is up", what)
                 return
         except (httpx.HTTPError, OSError):

@@ -18,6 +18,7 @@ import pytest
 
 from movierec.data.synthetic import SynthConfig, generate
 from movierec.lifecycle.bundle import BundleError, load_bundle
+from movierec.streams.broker import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,12 +26,6 @@ _spec = importlib.util.spec_from_file_location("stack", ROOT / "deploy" / "stack
 assert _spec is not None and _spec.loader is not None
 STACK = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(STACK)
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stack(env: dict[str, str], *args: str, timeout: float = 400) -> None:
@@ -64,11 +59,11 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "STACK_DATABASE": f"movierec_stack_{tag}",
         "STACK_MLFLOW_DATABASE": f"movierec_stack_mlflow_{tag}",
         "STACK_DATASET": str(data),
-        "STACK_API_PORT": str(_port()),
-        "STACK_UI_PORT": str(_port()),
-        "STACK_MLFLOW_PORT": str(_port()),
-        "STACK_BROKER_PORT": str(_port()),
-        "STACK_CONSUMER_METRICS_PORT": str(_port()),
+        "STACK_API_PORT": str(free_port()),
+        "STACK_UI_PORT": str(free_port()),
+        "STACK_MLFLOW_PORT": str(free_port()),
+        "STACK_BROKER_PORT": str(free_port()),
+        "STACK_CONSUMER_METRICS_PORT": str(free_port()),
         "MOVIEREC_KAFKA_TOPIC": f"events-{tag}",
         "MOVIEREC_TRAIN_INTERVAL": "15s",
         "MOVIEREC_RANKER_COMPILE": "false",

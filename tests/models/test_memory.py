@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 from movierec.data.interactions import InteractionData
 from movierec.data.synthetic import SynthConfig, generate
 from movierec.data.tables import load_tables
+from movierec.evaluation.report import measure
 from movierec.models import TrainOptions
 from movierec.models.memory import (
     GB,
@@ -69,36 +68,10 @@ def test_units_and_square_budget() -> None:
     assert largest_square(5 * 4 * 100**2, 5) == 100
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-
-
-class _Peak:
-    """Peak RSS above the level at entry, sampled every 2 ms."""
-
-    def __enter__(self) -> _Peak:
-        gc.collect()
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        self.base = self.peak = _rss()
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss())
-            time.sleep(0.002)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, _rss())
-
-    @property
-    def grown(self) -> int:
-        return self.peak - self.base
+def _released() -> None:
+    """Return freed memory to the system so a fit's growth starts from what is really held."""
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @pytest.mark.slow
@@ -113,9 +86,10 @@ def test_estimates_bound_real_fits_on_a_reduced_ml32m_shaped_set(tmp_path: Path)
     for name in DEFAULT:
         model = create(name, fast.get(name))
         need = model.memory_need(shape, 20 * GB)
-        with _Peak() as peak:
+        _released()
+        with measure(0.002) as cost:
             model.fit(data, TrainOptions(seed=0))
-        measured[name] = (peak.grown, need.peak)
+        measured[name] = (cost.peak_rss - cost.rss_before, need.peak)
         del model
     over = {n: (g, p) for n, (g, p) in measured.items() if g > p + 32 * 1024**2}
     assert not over, f"fits above their estimate (grown, estimate): {over}"

@@ -33,6 +33,15 @@ class ItemKNNConfig(ModelConfig):
     block: int = Field(default=2048, ge=16)
 
 
+#: Dense similarities per block of :func:`knn_similarity` (per thread).
+KNN_BLOCK_BYTES = 256 * 1024 * 1024
+
+
+def block_rows(n: int, block: int, block_bytes: int) -> int:
+    """Rows per block of :func:`knn_similarity`: at most ``block``, ``block_bytes`` of floats."""
+    return max(1, min(block, block_bytes // max(1, 4 * n)))
+
+
 def knn_similarity(
     vectors: sp.csr_matrix,
     neighbors: int,
@@ -57,7 +66,7 @@ def knn_similarity(
     binary_t = binary.T.tocsr() if shrink > 0 else None
     n = v.shape[0]
     kk = min(neighbors, max(n - 1, 1))
-    step = max(1, min(block, (block_bytes or KNN_BLOCK_BYTES) // max(1, 4 * n)))
+    step = block_rows(n, block, block_bytes or KNN_BLOCK_BYTES)
 
     def one(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         stop = min(n, start + step)
@@ -99,7 +108,7 @@ def knn_need(name: str, shape: DataShape, neighbors: int, params_key: str) -> Me
     n = shape.n_items
     kk = min(neighbors, max(n - 1, 1))
     workers = os.cpu_count() or 1
-    step = max(1, min(2048, KNN_BLOCK_BYTES // max(1, 4 * n)))
+    step = block_rows(n, 2048, KNN_BLOCK_BYTES)
     # per thread: the block's sparse product (<= step·n entries, 12 bytes each), its dense
     # copy, the selected indices; the vectors three times; the result twice while assembled
     per_thread = step * n * (12 + 4) + step * kk * 8
@@ -112,10 +121,6 @@ def knn_need(name: str, shape: DataShape, neighbors: int, params_key: str) -> Me
         f"{kk} neighbours of {n:,} items, {workers} blocks of {step} items at once",
         f'fewer neighbours: --params \'{{"{params_key}": {{"neighbors": 50}}}}\'',
     )
-
-
-#: Dense similarities per block of :func:`knn_similarity` (per thread).
-KNN_BLOCK_BYTES = 256 * 1024 * 1024
 
 
 class NeighbourMatrix:
