@@ -200,6 +200,12 @@ class Settings(BaseSettings):
         default="local[*]",
         description="Spark master URL of the spark training engine (local[*]: every core here).",
     )
+    memory_limit: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(\.[0-9]+)?[kmgt]?$",
+        description="Cap on the memory ingest, training and evaluation plan to use (4g); "
+        "default: what the machine has available.",
+    )
     spark_driver_memory: str = Field(
         default="4g",
         pattern=r"^[0-9]+[kmgt]?$",

@@ -117,3 +117,26 @@ def test_duckdb_views_survive_a_quote_in_the_home_path(synth_release: Path, tmp_
     with s.duckdb() as con:
         row = con.execute("SELECT count(*) FROM ratings").fetchone()
     assert row is not None and row[0] == 20_000
+
+
+def test_a_file_larger_than_the_memory_limit_is_refused_before_reading(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from movierec.settings import get_settings
+
+    rows = "".join(f"{u},{m},4.0,1000000000\n" for u in range(1, 400) for m in range(1, 50))
+    f = write(tmp_path / "ratings.csv", HEADER + rows)  # ~400 kB: needs ~2.4 MB to ingest
+    write(tmp_path / "movies.csv", "movieId,title,genres\n1,Heat (1995),Action\n")
+    monkeypatch.setenv("MOVIEREC_MEMORY_LIMIT", "1m")
+    get_settings.cache_clear()
+    res = runner.invoke(app, ["data", "ingest", str(f), "--kind", "ratings"])
+    assert res.exit_code == 2, res.output
+    assert "would need about" in res.output and "fit" in res.output
+    assert "Traceback" not in res.output
+    assert open_store(get_settings()).count("ratings") == 0  # nothing read, nothing stored
+    res = runner.invoke(app, ["train", "--dataset", str(tmp_path), "--model", "popularity"])
+    assert res.exit_code == 2 and "would need about" in res.output, res.output
+    monkeypatch.delenv("MOVIEREC_MEMORY_LIMIT")
+    get_settings.cache_clear()
+    assert runner.invoke(app, ["data", "ingest", str(f), "--kind", "ratings"]).exit_code == 0
+    assert open_store(get_settings()).count("ratings") == 399 * 49

@@ -299,3 +299,28 @@ def test_store_tables_carry_links(lc_settings: Settings, synth_release: Path) ->
 def test_store_training_needs_ingested_data(lc_settings: Settings) -> None:
     with pytest.raises(MovierecError, match="data ingest"):
         train_and_publish(lc_settings, "store", "popularity", strategies=("popularity",))
+
+
+def test_a_file_left_in_incoming_by_a_killed_scheduler_is_ingested_once(
+    lc_settings: Settings,
+) -> None:
+    """A scheduler killed mid-ingest leaves its file in incoming/: the next one finishes it."""
+    from movierec.data.store import open_store
+
+    sched = Scheduler(lc_settings)
+    rows = "".join(f"{700000 + i},{1 + i % 7},4.0,{1700000000 + i}\n" for i in range(50))
+    text = "userId,movieId,rating,timestamp\n" + rows
+    half = sched.folders["incoming"] / "20260101T000000-ratings-part.csv"
+    half.write_text(text)
+    # the crash came after part of the file was merged: the same rows again must add nothing
+    from movierec.data.ingest import ingest_file
+
+    store = open_store(lc_settings)
+    ingest_file(store, half, "ratings")
+    before = store.count("ratings")
+    _write(sched.folders["landing"] / "ratings-next.csv", text.replace("4.0", "3.0"))
+    outcomes = {o.name: o for o in Scheduler(lc_settings).scan()}
+    assert outcomes["ratings-part.csv"].status == "processed"
+    assert outcomes["ratings-next.csv"].status == "processed"
+    assert not list(sched.folders["incoming"].iterdir())
+    assert store.count("ratings") == before == 50

@@ -77,7 +77,8 @@ def evaluate(
     with errors():
         proto = check_request(protocol, names)
         overrides = params_with_engine(params, engine)
-        tables = load_tables(dataset, get_settings(), data_dir, kinds=("movies", "tags"))
+        settings = get_settings()
+        tables = load_tables(dataset, settings, data_dir, kinds=("movies", "tags"))
         steps = evaluation_steps(protocol, names, seeds, ablation)
         with progress("evaluate", steps) as advance:
             result = run_evaluation(
@@ -91,6 +92,7 @@ def evaluate(
                 dataset=dataset,
                 progress=step_progress(advance),
                 ablation=ablation,
+                memory_limit=settings.memory_limit,
             )
     print_results(result)
     write_json(output, result)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from movierec.data.movielens import load_release, resolve_dataset
+from movierec.data.ingest import check_read_fits
+from movierec.data.movielens import detect_layout, load_release, resolve_dataset
 from movierec.data.schema import TableKind
 from movierec.data.store import open_store
 from movierec.errors import MovierecError
@@ -82,6 +83,8 @@ def load_tables(
             ratings, read.get("movies"), read.get("tags"), read.get("links"), STORE, STORE
         )
     folder = resolve_dataset(source, settings, data_dir)
+    files = detect_layout(folder).files
+    check_read_fits([files[k][0] for k in wanted if k in files], memory_limit=settings.memory_limit)
     rel = load_release(
         folder, kinds=wanted, chunk_bytes=settings.chunk_bytes, dedup=settings.dedup_keep
     )

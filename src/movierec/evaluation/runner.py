@@ -24,7 +24,7 @@ from movierec.data.splits import (
 from movierec.data.tables import Tables
 from movierec.evaluation import metrics
 from movierec.models.base import Recommender, TrainOptions
-from movierec.models.memory import DataShape, check_fits
+from movierec.models.memory import DataShape, available_bytes, check_fits
 from movierec.models.mf import BiasedMF
 from movierec.ranking.config import LabelSplit, RankedConfig
 from movierec.ranking.features import FEATURE_GROUPS
@@ -196,8 +196,12 @@ def run_evaluation(
     dataset: str = "",
     progress: ProgressFn | None = None,
     ablation: bool = False,
+    memory_limit: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate models on a protocol over ``seeds`` seeds (0, 1, ...).
+
+    ``memory_limit`` caps the memory the run may plan for (the ``memory_limit`` setting); a
+    model that cannot fit stops the run before anything is fitted.
 
     ``ablation`` adds ``ranked`` with each candidate source and each feature group removed
     (:func:`ablation_variants`). When ``ranked`` is compared with other models, the result
@@ -228,6 +232,7 @@ def run_evaluation(
                 DataShape(train.n_users, train.n_items, train.nnz),
                 together=False,
                 what="evaluation",
+                available=available_bytes(memory_limit),
             )
         for label, (name, model_params) in entries.items():
             if progress is not None:

@@ -8,7 +8,10 @@ Two jobs run on an APScheduler scheduler:
 * **batches** every few seconds: a file dropped in ``batches/landing/`` moves to
   ``incoming/``, is validated and ingested into the store, then moves to ``processed/`` (with
   its report), or to ``failed/`` with its reject report when its reject rate is above
-  ``MOVIEREC_MAX_REJECT_RATE`` (nothing of it is merged) or it cannot be read.
+  ``MOVIEREC_MAX_REJECT_RATE`` (nothing of it is merged) or it cannot be read. A file left in
+  ``incoming/`` by a scheduler that died mid-ingest is ingested again by the next scan (the
+  store's merge is idempotent by key and skips tables whose digest is recorded), so a crash
+  never leaves a half-ingested file behind.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Scheduler:
         self._batch_lock = threading.Lock()
         self.runs: list[dict[str, Any]] = []
         self.folders = {name: settings.batches_dir / name for name in FOLDERS}
+        self._recovered = False
         for path in self.folders.values():
             path.mkdir(parents=True, exist_ok=True)
 
@@ -110,6 +114,12 @@ class Scheduler:
             return []
         try:
             out = []
+            if not self._recovered:  # left behind by a scheduler killed mid-ingest
+                for f in sorted(self.folders["incoming"].iterdir()):
+                    if f.is_file() and not f.name.startswith("."):
+                        logger.warning("batch %s: resuming an interrupted ingest", f.name)
+                        out.append(self._ingest(f, f.name.split("-", 1)[-1]))
+                self._recovered = True
             now = time.time()
             for f in sorted(self.folders["landing"].iterdir()):
                 if not f.is_file() or f.name.startswith("."):
@@ -125,8 +135,11 @@ class Scheduler:
         stamp = time.strftime("%Y%m%dT%H%M%S")
         incoming = self.folders["incoming"] / f"{stamp}-{landed.name}"
         landed.rename(incoming)  # same filesystem: atomic
-        kind = batch_kind(landed.name)
-        report: dict[str, Any] = {"file": landed.name, "kind": kind}
+        return self._ingest(incoming, landed.name)
+
+    def _ingest(self, incoming: Path, name: str) -> BatchOutcome:
+        kind = batch_kind(name)
+        report: dict[str, Any] = {"file": name, "kind": kind}
         try:
             summary = ingest_file(
                 open_store(self.settings),
@@ -135,6 +148,7 @@ class Scheduler:
                 chunk_bytes=self.settings.chunk_bytes,
                 dedup=self.settings.dedup_keep,
                 max_reject_rate=self.settings.max_reject_rate,
+                memory_limit=self.settings.memory_limit,
             )
             report |= summary.to_dict(self.settings.max_rejects_in_report)
             status: Literal["processed", "failed"] = "processed"
@@ -147,15 +161,15 @@ class Scheduler:
                 report["report"] = rep.to_dict(self.settings.max_rejects_in_report)
             status = "failed"
         except Exception as e:  # unreadable or unexpected: the file is kept, never lost
-            logger.exception("batch %s failed", landed.name)
+            logger.exception("batch %s failed", name)
             report |= {"error": f"{type(e).__name__}: {e}"}
             status = "failed"
         dest = self.folders[status] / incoming.name
         shutil.move(str(incoming), dest)
         report_path = dest.with_name(dest.name + ".report.json")
         report_path.write_text(json.dumps(report, indent=2, default=str))
-        logger.info("batch %s -> %s", landed.name, status)
-        return BatchOutcome(landed.name, status, report_path, report)
+        logger.info("batch %s -> %s", name, status)
+        return BatchOutcome(name, status, report_path, report)
 
     # ---------------------------------------------------------------- running
     def build(self, blocking: bool = True, scan_every_s: float = 5.0) -> Any:

@@ -39,7 +39,7 @@ from movierec.lifecycle.drift_gate import (
 from movierec.lifecycle.promotion import Challenger, PromotionRule, crown, decide
 from movierec.lifecycle.tracking import CHALLENGER, Tracker
 from movierec.models.base import Recommender, TrainOptions
-from movierec.models.memory import DataShape, check_fits
+from movierec.models.memory import DataShape, available_bytes, check_fits
 from movierec.settings import Settings
 from movierec.strategies import STRATEGIES, create
 
@@ -171,7 +171,11 @@ def train_and_publish(
     drift = drift_since_serving(settings, tables.ratings) if drift_gate else None
     tracker = Tracker(settings)
     models = {n: create(n, params.get(n)) for n in names}
-    check_fits(models.values(), DataShape(data.n_users, data.n_items, data.nnz))
+    check_fits(
+        models.values(),
+        DataShape(data.n_users, data.n_items, data.nnz),
+        available=available_bytes(settings.memory_limit),
+    )
     config = models[model].config
     run_id = tracker.start_run(
         f"train-{model}",

@@ -13,19 +13,30 @@ stays under its estimate).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-from movierec.errors import MovierecError
+from movierec.resources import (
+    GB,
+    InsufficientMemoryError,
+    available_bytes,
+    fmt_bytes,
+    parse_memory,
+)
 
-GB = 1024**3
-
-
-class InsufficientMemoryError(MovierecError):
-    """A training run would need more memory than this machine has: nothing was fitted."""
+__all__ = [
+    "GB",
+    "DataShape",
+    "InsufficientMemoryError",
+    "MemoryNeed",
+    "available_bytes",
+    "check_fits",
+    "check_memory",
+    "fmt_bytes",
+    "largest_square",
+    "parse_memory",
+]
 
 
 @dataclass(frozen=True)
@@ -64,41 +75,6 @@ class MemoryNeed:
     def peak(self) -> int:
         """Resident plus transient."""
         return self.resident + self.transient
-
-
-def fmt_bytes(n: float) -> str:
-    """``1.5 GB`` / ``300 MB``."""
-    return f"{n / GB:.1f} GB" if n >= GB else f"{n / 1024**2:.0f} MB"
-
-
-def available_bytes() -> int:
-    """Memory this process may still use: MemAvailable, capped by a cgroup limit if any."""
-    avail = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                avail = int(line.split()[1]) * 1024
-                break
-    except OSError:  # pragma: no cover - not Linux
-        avail = 0
-    if not avail:  # pragma: no cover - not Linux
-        pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 0
-        avail = int(pages) * int(os.sysconf("SC_PAGE_SIZE")) if pages else 64 * GB
-    for limit_file, used_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
-    ):
-        try:
-            raw = Path(limit_file).read_text().strip()
-            if raw != "max" and int(raw) < 1 << 60:
-                used = int(Path(used_file).read_text().strip())
-                avail = min(avail, int(raw) - used)
-        except (OSError, ValueError):
-            continue
-    return max(avail, 0)
 
 
 def run_need(needs: list[MemoryNeed], data_bytes: int) -> int:
@@ -145,15 +121,6 @@ def largest_square(budget_bytes: float, copies: int, itemsize: int = 4) -> int:
     if budget_bytes <= 0:
         return 0
     return math.isqrt(int(budget_bytes // (copies * itemsize)))
-
-
-def parse_memory(text: str) -> int:
-    """Bytes of a JVM-style size (``4g``, ``512m``, ``1024``)."""
-    units = {"k": 1024, "m": 1024**2, "g": GB, "t": 1024**4}
-    t = text.strip().lower()
-    if t and t[-1] in units:
-        return int(float(t[:-1]) * units[t[-1]])
-    return int(t)
 
 
 class Fittable(Protocol):
