@@ -42,6 +42,7 @@ import httpx
 import numpy as np
 
 from movierec.streams.broker import free_port
+from reliability_ingest import consumer_crash, row_bad_data, scheduler_crash
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -55,8 +56,15 @@ WRITE = {"X-API-Key": API_KEY}
 class Api:
     """``uvicorn movierec.service.app:create_app`` on 127.0.0.1 with its own log file."""
 
-    def __init__(self, home: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.home = home
+        self.cwd = cwd
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -78,7 +86,7 @@ class Api:
                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
                "--log-level", "info"]  # fmt: skip
         self.proc = subprocess.Popen(
-            cmd, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT
+            cmd, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, cwd=self.cwd
         )
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -399,12 +407,108 @@ def row_crash(home: Path, data: Path, kills: int, movies: list[int]) -> dict[str
             load_bundle(home / "bundles")
         except Exception:
             broken += 1
+    work = home.parent
+    consumer = consumer_crash(work, kills, 30_000 if kills <= 2 else 100_000)
+    sched = scheduler_crash(work, kills, kills + 2, 300_000)
+    passed = (
+        lost == 0
+        and broken == 0
+        and len(acked) > 0
+        and consumer["consumer_lost"] == 0
+        and consumer["consumer_duplicated"] == 0
+        and consumer["consumer_ok"]
+        and sched["half_ingested_files"] == 0
+        and sched["processed"] == sched["files"]
+        and sched["killed_mid_ingest"] > 0
+        and sched["scheduler_ok"]
+    )
     return {"row": "crash", "api_kills": kills, "acknowledged": len(acked),
             "acknowledged_lost": lost, "trainer_kills": kills, "half_bundles_current": broken,
-            "passed": lost == 0 and broken == 0 and len(acked) > 0}  # fmt: skip
+            **consumer, **sched, "passed": passed}  # fmt: skip
 
 
-def row_security(home: Path, movie: int) -> dict[str, Any]:
+def _tamper(bundles: Path) -> tuple[str, str]:
+    """A copy of the current bundle with one byte of its largest array file flipped."""
+    from movierec.lifecycle.bundle import current_version
+
+    good = current_version(bundles)
+    assert good is not None
+    bad = f"{good.split('-r')[0]}-r9999"
+    shutil.copytree(bundles / good, bundles / bad)
+    target = max(
+        (p for p in (bundles / bad).rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+    )
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    return good, bad
+
+
+def _direct_secret_comparisons() -> tuple[int, int]:
+    """(== / != on a configured secret, hmac.compare_digest calls) in the service's source."""
+    import ast
+
+    import movierec.service as service
+
+    direct = digests = 0
+    secret_words = ("get_secret_value", "admin_token", "api_key", "admin_password", "token")
+    for path in Path(service.__file__).parent.rglob("*.py"):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Compare) and any(
+                isinstance(op, ast.Eq | ast.NotEq) for op in node.ops
+            ):
+                src = ast.get_source_segment(text, node) or ""
+                if any(w in src for w in secret_words) and "None" not in src:
+                    direct += 1
+            if isinstance(node, ast.Attribute) and node.attr == "compare_digest":
+                digests += 1
+    return direct, digests
+
+
+def _outside_home(home: Path, work: Path, user: int, movie: int) -> dict[str, Any]:
+    """Run the API with HOME, TMPDIR and its working directory empty: they must stay empty."""
+    dirs = {name: work / f"outside-{name}" for name in ("home", "tmp", "cwd")}
+    for d in dirs.values():
+        d.mkdir(exist_ok=True)
+    env = {"HOME": str(dirs["home"]), "TMPDIR": str(dirs["tmp"])}
+    api = Api(home, env=env, cwd=dirs["cwd"]).start()
+    try:
+        with httpx.Client(base_url=api.url, timeout=30) as c:
+            c.get(f"/recommend/user/{user}?k=10&explain=true")
+            c.get(f"/recommend_cold?liked={movie}&k=10")
+            c.post("/feedback", headers=WRITE, json={"user_id": user, "movie_id": movie,
+                                                       "signal": "like"})  # fmt: skip
+            c.get(f"/recommend/user/{user}?k=10")
+            c.get("/movies/search", params={"q": "a"})
+            c.get("/metrics")
+            c.get("/model", headers=ADMIN)
+            c.post("/admin/reload-model", headers=ADMIN, json={})
+    finally:
+        api.stop()
+    written = [str(p) for d in dirs.values() for p in d.rglob("*")]
+    return {"files_written_outside_home": len(written), "outside_examples": written[:5]}
+
+
+def _cli_traversal(home: Path) -> bool:
+    """Traversal through dataset names and --data-dir on the CLI: a message, never a trace."""
+    env = {**os.environ, "MOVIEREC_HOME": str(home), "MOVIEREC_LOG_LEVEL": "WARNING"}
+    cases = [
+        ["train", "--dataset", "../../../../etc", "--model", "popularity", "--no-evaluate"],
+        ["train", "--dataset", "ml-latest-small/../../../etc", "--model", "popularity"],
+        ["data", "ingest", "../../../etc", "--data-dir", "/etc"],
+        ["data", "ingest", "passwd", "--data-dir", "/etc"],
+        ["evaluate", "--dataset", "..", "--data-dir", "/", "--models", "popularity"],
+    ]
+    ok = True
+    for args in cases:
+        res = subprocess.run([str(BIN / "movierec"), *args], env=env, capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+        ok &= res.returncode == 2 and "Traceback" not in res.stderr and bool(res.stderr.strip())
+    return ok
+
+
+def row_security(home: Path, movie: int, user: int = 1) -> dict[str, Any]:
     db_url = f"postgresql+psycopg://movierec:{SECRET_PASSWORD}@127.0.0.1:1/none"
     api = Api(home, env={"MOVIEREC_MLFLOW_URI": db_url}).start()
     checks: dict[str, bool] = {}
@@ -459,8 +563,43 @@ def row_security(home: Path, movie: int) -> dict[str, Any]:
         api.stop()
     log = api.log.read_text(errors="replace")
     checks["secret absent from the log"] = SECRET_PASSWORD not in log and TOKEN not in log
+    direct, digests = _direct_secret_comparisons()
+    checks["secrets compared in constant time (hmac.compare_digest only)"] = (
+        direct == 0 and digests > 0
+    )
+    checks["traversal in dataset names and --data-dir on the CLI: a message"] = _cli_traversal(home)
+    # a tampered bundle: refused at reload (the old one serves), and at load (an older one)
+    from movierec.lifecycle.bundle import set_current
+
+    bundles = home / "bundles"
+    api = Api(home).start()
+    try:
+        good, bad = _tamper(bundles)
+        set_current(bundles, bad)
+        time.sleep(2.0)  # the reload poller runs every 0.2 s
+        r = httpx.get(f"{api.url}/recommend/user/{user}?k=10")
+        checks["tampered bundle refused at reload, the old one serves"] = (
+            r.status_code == 200 and r.headers.get("x-model-version") == good
+        )
+    finally:
+        api.stop()
+    api = Api(home).start()
+    try:
+        r = httpx.get(f"{api.url}/recommend/user/{user}?k=10")
+        checks["tampered bundle refused at load, a verified one serves"] = (
+            r.status_code == 200 and r.headers.get("x-model-version") not in (None, bad)
+        )
+    finally:
+        api.stop()
+        set_current(bundles, good)
+        shutil.rmtree(bundles / bad)
+    outside = _outside_home(home, home.parent, user, movie)
+    checks["the service writes only under MOVIEREC_HOME"] = (
+        outside["files_written_outside_home"] == 0
+    )
     failed = [k for k, ok in checks.items() if not ok]
-    return {"row": "security", "checks": len(checks), "failed": failed, "passed": not failed}
+    return {"row": "security", "checks": len(checks), "failed": failed, **outside,
+            "passed": not failed}  # fmt: skip
 
 
 def row_resources(home: Path, requests: int, reloads: int, users: list[int]) -> dict[str, Any]:
@@ -514,7 +653,7 @@ def row_resources(home: Path, requests: int, reloads: int, users: list[int]) -> 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--short", action="store_true", help="The shortened suite of make test.")
-    ap.add_argument("--rows", default="fuzzing,load,reload,crash,security,resources")
+    ap.add_argument("--rows", default="fuzzing,load,reload,crash,bad_data,security,resources")
     ap.add_argument("--output", type=Path, default=None)
     args = ap.parse_args(argv)
     short = args.short
@@ -542,8 +681,14 @@ def main(argv: list[str] | None = None) -> int:
                 r = row_reload(home, 3 if short else 10, users)
             elif name == "crash":
                 r = row_crash(home, work / "release", 2 if short else 5, movies)
+            elif name == "bad_data":
+                api = Api(home).start()
+                try:
+                    r = row_bad_data(work, api.url, WRITE, home, short, movies)
+                finally:
+                    api.stop()
             elif name == "security":
-                r = row_security(home, movies[0])
+                r = row_security(home, movies[0], users[0])
             elif name == "resources":
                 r = row_resources(home, 2_000 if short else 100_000, 5 if short else 20, users)
             else:
