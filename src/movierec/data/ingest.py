@@ -60,7 +60,7 @@ def check_read_fits(
         f"{fmt_bytes(avail)} is available; nothing was read. Files of up to about "
         f"{fmt_bytes(fits)} fit: split the ratings (split -l with the header repeated) and "
         "ingest the parts one after another (each merge is idempotent) into a SQL store "
-        "(MOVIEREC_STORE_URL, merged in the database), or raise MOVIEREC_MEMORY_LIMIT."
+        "(MOVIEREC_DATABASE_URL, merged in the database), or raise MOVIEREC_MEMORY_LIMIT."
     )
 
 
