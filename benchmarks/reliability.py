@@ -408,7 +408,7 @@ def row_crash(home: Path, data: Path, kills: int, movies: list[int]) -> dict[str
         except Exception:
             broken += 1
     work = home.parent
-    consumer = consumer_crash(work, kills, 30_000 if kills <= 2 else 100_000)
+    consumer = consumer_crash(work, kills, 20_000 if kills <= 2 else 100_000)
     sched = scheduler_crash(work, kills, kills + 2, 300_000)
     passed = (
         lost == 0
@@ -680,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "reload":
                 r = row_reload(home, 3 if short else 10, users)
             elif name == "crash":
-                r = row_crash(home, work / "release", 2 if short else 5, movies)
+                r = row_crash(home, work / "release", 1 if short else 5, movies)
             elif name == "bad_data":
                 api = Api(home).start()
                 try:

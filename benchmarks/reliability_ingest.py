@@ -442,7 +442,7 @@ def scheduler_crash(work: Path, kills: int, files: int, rows: int) -> dict[str, 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(incoming.glob("*.csv")):
             time.sleep(0.01)  # wait until a file is being ingested
-        time.sleep(0.3 * rng.random())
+        time.sleep(0.1 * rng.random())
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         mid_ingest += int(any(incoming.glob("*.csv")))

@@ -19,7 +19,7 @@ VENV = Path(
 CHECK = """
 import json, sys
 from airflow.models.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[1])
+bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
 def info(dag):
     return {
         "tasks": sorted(t.task_id for t in dag.tasks) if dag else [],
