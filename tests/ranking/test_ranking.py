@@ -276,3 +276,23 @@ def test_compiled_ranker_scores_like_lightgbm_and_is_cached(tmp_path: Path) -> N
     assert binaries[0].stat().st_mtime_ns == stamp
     assert len(list((tmp_path / "cache").glob("*.so"))) == 1
     np.testing.assert_allclose(again.score_users(users), before, rtol=0, atol=1e-9)
+
+
+def test_ranked_shares_sources_fitted_on_the_same_data() -> None:
+    import dataclasses
+
+    data, options = checkerboard()
+    als = create("als", {"factors": 4, "iterations": 5}).fit(data, options)
+    other = create("itemknn", {"neighbors": 3}).fit(data, options)  # not ranked's config
+    popularity = create("popularity").fit(data, options)
+    done = {"als": als, "itemknn": other, "popularity": popularity}
+    shared = dataclasses.replace(options, fitted=done)
+    model = create("ranked", SMALL).fit(data, shared)
+    assert isinstance(model, RankedRecommender)
+    assert model.sources["als"] is als and model.sources["popularity"] is popularity
+    assert model.sources["itemknn"] is not other  # a different config is fitted anew
+    alone = create("ranked", SMALL).fit(data, options)
+    assert alone.sources["als"] is not als
+    np.testing.assert_array_equal(
+        model.recommend([0, 1], 5).items, alone.recommend([0, 1], 5).items
+    )

@@ -211,10 +211,11 @@ def train_and_publish(
             log_json(tracker, run_id, drift, "drift.json")
             save_latest_drift(settings, drift | {"run_id": run_id})
         data = data.with_catalog(tables.movies, tables.tags)
-        options = TrainOptions(seed=seed)
         fitted: dict[str, Recommender] = {}
+        options = TrainOptions(seed=seed, fitted=fitted)
         costs: dict[str, float] = {}
-        for name in names:
+        # models made of others (ranked) last: they share the sources fitted before them
+        for name in sorted(names, key=lambda n: hasattr(models[n], "source_models")):
             step(f"fit {name}")
             with measure() as cost:
                 fitted[name] = models[name].fit(data, options)

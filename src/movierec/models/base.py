@@ -74,12 +74,15 @@ class TrainOptions:
             (true in serving, leave-last-out and temporal evaluation). Recency weighting is
             applied only then: under random hold-out protocols the "most recent" history item
             says nothing about the held-out ones.
+        fitted: Models already fitted on the same data and options, by strategy name (a
+            model made of others, ``ranked``, shares an equal one instead of fitting a copy).
     """
 
     seed: int = 42
     threads: int = 0
     use_gpu: bool = False
     future_targets: bool = True
+    fitted: Mapping[str, Recommender] | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass(frozen=True)

@@ -140,3 +140,14 @@ def candidate_recall(cands: Candidates, truth: sp.csr_matrix) -> dict[str, float
     out["candidate_recall/pool"] = recall(np.ones(cands.size, bool))
     out["candidate_pool_size"] = float(cands.size / max(n_q, 1))
     return out
+
+
+def z_within(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Standardise values within each query's slice."""
+    counts = np.diff(bounds)
+    rows = np.repeat(np.arange(counts.size), counts)
+    n = np.maximum(counts, 1)
+    mean = np.bincount(rows, values, minlength=counts.size) / n
+    var = np.bincount(rows, values**2, minlength=counts.size) / n - mean**2
+    std = np.sqrt(np.maximum(var, 1e-12))
+    return (values - mean[rows]) / std[rows]

@@ -29,7 +29,7 @@ from movierec.data.interactions import InteractionData
 from movierec.models.base import Recommender, SharedParts, TrainOptions
 from movierec.models.item_knn import NeighbourMatrix, knn_similarity
 from movierec.models.memory import DataShape, MemoryNeed
-from movierec.ranking.candidates import Candidates, candidate_recall, generate
+from movierec.ranking.candidates import Candidates, candidate_recall, generate, z_within
 from movierec.ranking.config import RankedConfig
 from movierec.ranking.diversity import mmr
 from movierec.ranking.features import (
@@ -157,18 +157,15 @@ class RankedRecommender(NeighbourMatrix, Recommender):
             "train_queries": float(np.unique(rows).size),
             "train_examples": float(y.size),
         }
-        # refit the stages on all the training data for scoring
-        self.sources, self.store, self.similarity = self._fit_stages(data, src_options)
+        # refit the stages on all the training data for scoring, the label-split ones freed
+        # first (at ML-32M scale each set of sources is several GB)
+        del sources, store, sim, cands, feats, ctx
+        self.sources, self.store, self.similarity = self._fit_stages(data, src_options, reuse=True)
 
     def _fit_stages(
-        self, data: InteractionData, options: TrainOptions
+        self, data: InteractionData, options: TrainOptions, reuse: bool = False
     ) -> tuple[dict[str, Recommender], FeatureStore, sp.csr_matrix]:
-        sources = {
-            name: self.source_models.create(name, self.config.source_params.get(name)).fit(
-                data, options
-            )
-            for name in self.config.sources
-        }
+        sources = {name: self._source(name, data, options, reuse) for name in self.config.sources}
         cat = data.catalog
         if cat is None:
             store = FeatureStore.build(data)
@@ -180,6 +177,23 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         )
         sim = knn_similarity(binary.T.tocsr(), neighbors=100, threads=options.threads)
         return sources, store, sim
+
+    def _source(
+        self, name: str, data: InteractionData, options: TrainOptions, reuse: bool
+    ) -> Recommender:
+        """A source fitted on ``data``: the caller's model of that name when it is the same."""
+        model = self.source_models.create(name, self.config.source_params.get(name))
+        done = (options.fitted or {}).get(name) if reuse else None
+        if (
+            done is not None
+            and done.fitted
+            and done.history is data.matrix
+            and done.config == model.config
+            and done.use_recency == options.future_targets
+        ):
+            logger.info("ranked: source %s shared with the strategy of that name", name)
+            return done
+        return model.fit(data, options)
 
     # ---------------------------------------------------------------- features
     def _context(
@@ -214,7 +228,7 @@ class RankedRecommender(NeighbourMatrix, Recommender):
                 sc = cands.scores[:, j].astype(np.float64)
                 cols[f"{s}_score"] = sc[sel]
                 cols[f"{s}_rank"] = cands.ranks[sel, j].astype(np.float64)
-                cols[f"{s}_z"] = _z_within(sc, bounds)[sel]
+                cols[f"{s}_z"] = z_within(sc, bounds)[sel]
             cols["n_sources"] = cands.proposed[sel].sum(axis=1).astype(np.float64)
         user, taste = store.user_features(ctx)
         if "user" not in drop:
@@ -374,17 +388,6 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         self.feature_names = list(meta["feature_names"])
         self.as_of_mode = meta["as_of_mode"]
         self.training_report = dict(meta.get("training_report", {}))
-
-
-def _z_within(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """Standardise values within each query's slice."""
-    counts = np.diff(bounds)
-    rows = np.repeat(np.arange(counts.size), counts)
-    n = np.maximum(counts, 1)
-    mean = np.bincount(rows, values, minlength=counts.size) / n
-    var = np.bincount(rows, values**2, minlength=counts.size) / n - mean**2
-    std = np.sqrt(np.maximum(var, 1e-12))
-    return (values - mean[rows]) / std[rows]
 
 
 __all__ = ["DAY", "RankedConfig", "RankedRecommender", "Reason", "SourceModels"]
