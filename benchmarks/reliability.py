@@ -521,6 +521,18 @@ def row_security(home: Path, movie: int, user: int = 1) -> dict[str, Any]:
             checks["admin token in the query string: refused"] = c.get(
                 f"/model?token={TOKEN}&access_token={TOKEN}"
             ).status_code in (401, 403)
+            checks["training endpoints without / with a wrong token: 401/403"] = all(
+                s in (401, 403)
+                for s in (
+                    c.post("/train", json={}).status_code,
+                    c.post("/train", json={}, headers={"Authorization": "Bearer x"}).status_code,
+                    c.get("/jobs/abc").status_code,
+                )
+            )
+            checks["traversal in job ids: 4xx"] = all(
+                400 <= c.get(p, headers=ADMIN).status_code < 500
+                for p in ("/jobs/..%2F..%2Fetc%2Fpasswd", "/jobs/%2e%2e", "/jobs/a%00b")
+            )
             checks["feedback without the API key: 401"] = (
                 c.post(
                     "/feedback", json={"user_id": 1, "movie_id": 1, "signal": "like"}
