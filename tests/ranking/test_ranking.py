@@ -296,3 +296,21 @@ def test_ranked_shares_sources_fitted_on_the_same_data() -> None:
     np.testing.assert_array_equal(
         model.recommend([0, 1], 5).items, alone.recommend([0, 1], 5).items
     )
+
+
+@pytest.mark.parametrize("mode", ["last", "temporal", "random"])
+def test_label_split_builds_only_the_picked_queries(mode: str) -> None:
+    data = _events(n_users=40, n_items=25)
+    pre, values, times, labels = label_split(data, mode, 3, seed=0)  # type: ignore[arg-type]
+    seen: list[np.ndarray] = []
+
+    def pick(valid: np.ndarray) -> np.ndarray:
+        seen.append(valid)
+        return valid[::3]
+
+    pre2, v2, t2, l2 = label_split(data, mode, 3, seed=0, pick=pick)  # type: ignore[arg-type]
+    chosen = seen[0][::3]
+    assert chosen.size > 3
+    for full, part in ((values, v2), (times, t2), (labels, l2)):
+        assert (full[chosen] != part).nnz == 0 and part.shape[0] == chosen.size
+    assert (pre.matrix != pre2.matrix).nnz == 0

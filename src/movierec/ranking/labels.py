@@ -8,6 +8,7 @@ random share.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,9 +21,17 @@ logger = logging.getLogger(__name__)
 
 
 def label_split(
-    data: InteractionData, mode: LabelSplit, label_items: int, seed: int
+    data: InteractionData,
+    mode: LabelSplit,
+    label_items: int,
+    seed: int,
+    pick: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[InteractionData, sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
     """Split training data into a part to fit the sources on and ranker training queries.
+
+    ``pick`` chooses, from the ids of the queries with history and labels, the (sorted) ones
+    to build; only those are materialised (under ``last`` every query repeats its user's
+    history: all of them at ML-32M scale are ~300M entries, the ranker samples 20,000).
 
     Returns:
         ``(pre, values, timestamps, labels)``: ``pre`` keeps the vocabularies and side data of
@@ -60,8 +69,18 @@ def label_split(
     ).with_side(data.catalog)
     logger.info("ranker labels (%s): %d of %d interactions", mode, label.sum(), u.size)
     if mode != "last":
-        return (pre, *_user_queries(u, i, r, ts, keep, label, data.matrix.shape))
-    return (pre, *_next_item_queries(u, i, r, ts, label, from_end, label_items, data.matrix.shape))
+        values, times, labels = _user_queries(u, i, r, ts, keep, label, data.matrix.shape)
+        if pick is None:
+            return pre, values, times, labels
+        valid = np.flatnonzero((np.diff(labels.indptr) > 0) & (np.diff(values.indptr) > 0))
+        chosen = pick(valid)
+        return pre, values[chosen], times[chosen], labels[chosen]
+    return (
+        pre,
+        *_next_item_queries(
+            u, i, r, ts, label, from_end, label_items, data.matrix.shape, pick or (lambda q: q)
+        ),
+    )
 
 
 def _user_queries(
@@ -101,27 +120,38 @@ def _next_item_queries(
     from_end: np.ndarray,
     label_items: int,
     shape: tuple[int, int],
+    pick: Callable[[np.ndarray], np.ndarray],
 ) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
-    """Query (user, p) for p < n_labels(user): history values, history times, labels."""
+    """Query (user, p) for p < n_labels(user): history values, history times, labels.
+
+    Every such query has history (a user keeps at least two interactions before their
+    labels) and exactly one label, the user's ``p``-th latest interaction. Only the queries
+    ``pick`` returns are built, one row each in their order.
+    """
     n_labels = np.bincount(u[label], minlength=shape[0])
     qstart = np.concatenate([[0], np.cumsum(n_labels)])
-    q_i, q_r, q_t, q_row = [], [], [], []
-    for p in range(label_items):
-        # history of query p: interactions older than the p-th latest (from_end > p)
-        sel = (n_labels > p)[u] & (from_end > p)
-        q_row.append(qstart[u[sel]] + p)
-        q_i.append(i[sel])
-        q_r.append(r[sel])
-        q_t.append(ts[sel])
-    rows = np.concatenate(q_row)
-    qshape = (int(qstart[-1]), shape[1])
-    cols = np.concatenate(q_i)
-    values = sp.csr_matrix((np.concatenate(q_r), (rows, cols)), shape=qshape, dtype=np.float32)
-    times = sp.csr_matrix((np.concatenate(q_t).astype(np.float64), (rows, cols)), shape=qshape)
+    chosen = np.asarray(pick(np.arange(int(qstart[-1]))), dtype=np.int64)
+    owner = np.searchsorted(qstart, chosen, side="right") - 1  # the user of each query
+    p = chosen - qstart[owner]
+    # u is sorted (a CSR's rows): each user's interactions are one slice
+    first = np.searchsorted(u, np.arange(shape[0]), side="left")
+    sizes = np.bincount(u, minlength=shape[0])
+    lengths = sizes[owner]
+    row = np.repeat(np.arange(chosen.size), lengths)
+    offs = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    idx = np.repeat(first[owner], lengths) + offs
+    fe, pr = from_end[idx], p[row]
+    qshape = (chosen.size, shape[1])
+    hist, lab = fe > pr, fe == pr
+    values = sp.csr_matrix(
+        (r[idx[hist]], (row[hist], i[idx[hist]])), shape=qshape, dtype=np.float32
+    )
+    times = sp.csr_matrix(
+        (ts[idx[hist]].astype(np.float64), (row[hist], i[idx[hist]])), shape=qshape
+    )
     values.sort_indices()
     times.sort_indices()
     labels = sp.csr_matrix(
-        (np.ones(int(label.sum()), np.float32), (qstart[u[label]] + from_end[label], i[label])),
-        shape=qshape,
+        (np.ones(int(lab.sum()), np.float32), (row[lab], i[idx[lab]])), shape=qshape
     )
     return values, times, labels

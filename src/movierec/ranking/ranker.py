@@ -124,14 +124,17 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         c = self.config
         mode = c.label_split
         self.as_of_mode = "data_end" if mode == "temporal" else "user_last"
-        pre, q_values, q_ts, q_labels = label_split(data, mode, c.label_items, options.seed)
-        queries = np.flatnonzero((np.diff(q_labels.indptr) > 0) & (np.diff(q_values.indptr) > 0))
         rng = np.random.default_rng(options.seed)
-        if queries.size > c.max_train_queries:
-            queries = np.sort(rng.choice(queries, c.max_train_queries, replace=False))
+
+        def pick(valid: np.ndarray) -> np.ndarray:
+            if valid.size <= c.max_train_queries:
+                return valid
+            return np.sort(rng.choice(valid, c.max_train_queries, replace=False))
+
+        pre, values, ts, truth = label_split(data, mode, c.label_items, options.seed, pick)
+        queries = np.arange(values.shape[0])
         src_options = dataclasses.replace(options, future_targets=mode != "random")
         sources, store, sim = self._fit_stages(pre, src_options)
-        values, ts, truth = q_values[queries], q_ts[queries], q_labels[queries]
         cands = generate(sources, values, ts, c.per_source)
         self.training_report = {f"train_{k}": v for k, v in candidate_recall(cands, truth).items()}
         y = (np.asarray(truth[cands.rows, cands.items]).ravel() != 0).astype(np.float32)
