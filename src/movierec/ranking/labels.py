@@ -77,9 +77,7 @@ def label_split(
         return pre, values[chosen], times[chosen], labels[chosen]
     return (
         pre,
-        *_next_item_queries(
-            u, i, r, ts, label, from_end, label_items, data.matrix.shape, pick or (lambda q: q)
-        ),
+        *_next_item_queries(u, i, r, ts, label, from_end, data.matrix.shape, pick or (lambda q: q)),
     )
 
 
@@ -118,7 +116,6 @@ def _next_item_queries(
     ts: np.ndarray,
     label: np.ndarray,
     from_end: np.ndarray,
-    label_items: int,
     shape: tuple[int, int],
     pick: Callable[[np.ndarray], np.ndarray],
 ) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:

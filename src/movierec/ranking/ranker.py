@@ -132,22 +132,22 @@ class RankedRecommender(NeighbourMatrix, Recommender):
             return np.sort(rng.choice(valid, c.max_train_queries, replace=False))
 
         pre, values, ts, truth = label_split(data, mode, c.label_items, options.seed, pick)
-        queries = np.arange(values.shape[0])
+        n_queries = values.shape[0]
         src_options = dataclasses.replace(options, future_targets=mode != "random")
         sources, store, sim = self._fit_stages(pre, src_options)
         cands = generate(sources, values, ts, c.per_source)
         self.training_report = {f"train_{k}": v for k, v in candidate_recall(cands, truth).items()}
         y = (np.asarray(truth[cands.rows, cands.items]).ravel() != 0).astype(np.float32)
-        has_pos = np.bincount(cands.rows, y, minlength=queries.size) > 0
+        has_pos = np.bincount(cands.rows, y, minlength=n_queries) > 0
         keep = has_pos[cands.rows]
         if c.negatives is not None:  # all positives, a random sample of the pool as negatives
             noise = rng.random(y.size) + y  # positives sort last
             order = np.lexsort((noise, cands.rows))
-            bounds = cands.bounds(queries.size)
+            bounds = cands.bounds(n_queries)
             pos_in_q = np.empty(y.size, np.int64)
             pos_in_q[order] = np.arange(y.size) - bounds[cands.rows[order]]
             size_q = np.diff(bounds)[cands.rows]
-            n_pos = np.bincount(cands.rows, y, minlength=queries.size)[cands.rows]
+            n_pos = np.bincount(cands.rows, y, minlength=n_queries)[cands.rows]
             keep &= (pos_in_q < c.negatives) | (pos_in_q >= size_q - n_pos)
         ctx = self._context(values, ts, store)
         feats, names = self._features(store, sim, ctx, cands, keep)
