@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from movierec.data.dedup import DedupKeep, dedup_order
-from movierec.data.events_fast import fast_rows
+from movierec.data.events_fast import as_series, fast_rows
 from movierec.data.report import Reject, ValidationReport
 from movierec.data.schema import CANONICAL, MIN_TIMESTAMP
 
@@ -152,7 +153,7 @@ def _resolve(movie: str, slugs: dict[str, int] | None) -> int | None:
 
 
 def parse_lines(
-    lines: Iterable[str],
+    lines: Iterable[str] | pl.Series,
     *,
     source: str = "<events>",
     slugs: dict[str, int] | None = None,
@@ -163,33 +164,32 @@ def parse_lines(
     """Parse event-log lines; every unparseable line becomes a reject with its reason.
 
     Args:
-        lines: Log lines (with or without line ends).
+        lines: Log lines (with or without line ends), or a polars string series of them.
         source: Name used in reject records.
         slugs: Title slug -> movie id (see :func:`slug_index`); numeric movie ids need none.
         dedup: Rule for repeated (user, movie) ratings, and repeated (user, movie, minute) watches.
         now: Upper bound of plausible timestamps (default: now + 1 day).
-        vectorised: Parse plain numeric watch and rating lines with polars first
+        vectorised: Parse plain numeric lines with polars first
             (:mod:`movierec.data.events_fast`; same results, several times faster).
     """
     upper = int(datetime.now(tz=UTC).timestamp()) + 86_400 if now is None else now
     report = ValidationReport(source=source, kind="events")
     rejects: list[Reject] = []
-    lines = list(lines)
-    fast = fast_rows(lines if vectorised else [], upper)
-    taken = fast.accepted.tolist() if vectorised else [False] * len(lines)
-    report.input_rows += int(fast.accepted.sum())
+    series = as_series(lines if isinstance(lines, pl.Series) else list(lines))
+    fast = fast_rows(series if vectorised else series.clear(), upper)
+    if vectorised:
+        rest_at = np.flatnonzero(~fast.accepted) + 1
+        rest: list[str] = series.gather(rest_at - 1).to_list()
+    else:
+        rest_at, rest = np.arange(1, len(series) + 1), series.to_list()
+    report.input_rows += len(series)
     w_rows: list[tuple[int, int, int, int]] = []
     w_lines: list[int] = []
     r_rows: list[tuple[int, int, float, int]] = []
     r_lines: list[int] = []
-    q_rows: list[tuple[int, int, int, str, float]] = []
-    servers: list[str] = []
+    q_rows: list[tuple[int, int, int, str, float, str]] = []
     q_lines: list[int] = []
-    for line_no, raw in enumerate(lines, start=1):
-        if taken[line_no - 1]:  # parsed by the vectorised path
-            continue
-        line = raw.rstrip("\r\n")
-        report.input_rows += 1
+    for line_no, line in zip(rest_at.tolist(), rest, strict=True):
 
         def bad(field: str, reason: str, _ln: int = line_no, _line: str = line) -> None:
             rejects.append(Reject(source, _ln, field, reason, _line))
@@ -247,14 +247,15 @@ def parse_lines(
                     int(q.group("status")),
                     q.group("result").strip(),
                     float(q.group("latency")),
+                    q.group("server").strip(),
                 )
             )
-            servers.append(q.group("server").strip())
             q_lines.append(line_no)
         else:
             bad("request", f"unknown request {body[:60]!r}")
     watches, _ = _merge(fast.watches, w_rows, w_lines, WATCHES_SCHEMA)
     ratings, r_lines = _merge(fast.ratings, r_rows, r_lines, CANONICAL["ratings"])
+    requests, q_lines = _merge(fast.requests, q_rows, q_lines, _REQUESTS_WITH_SERVER)
     dup_rejects: list[Reject] = []
     if ratings.num_rows > 1:
         lines_arr = np.asarray(r_lines, dtype=np.int64)
@@ -275,36 +276,45 @@ def parse_lines(
             for d, w in zip(dropped, winners, strict=True)
         ]
         ratings = ratings.take(kept)
-    requests = (
-        pa.table(
-            {n: pa.array([r[k] for r in q_rows]) for k, n in enumerate(REQUESTS_SCHEMA.names)}
-        ).cast(REQUESTS_SCHEMA)
-        if q_rows
-        else REQUESTS_SCHEMA.empty_table()
+    report.rejects = sorted(rejects, key=lambda r: r.line) + sorted(
+        dup_rejects, key=lambda r: r.line
     )
-    report.rejects = rejects + sorted(dup_rejects, key=lambda r: r.line)
     report.reject_rows = len(rejects)
     report.duplicate_rows = len(dup_rejects)
     report.clean_rows = report.input_rows - report.reject_rows - report.duplicate_rows
     report.dedup_rule = (
         f"ratings: one per (user, movie), {dedup} wins; watches: distinct minutes per (user, movie)"
     )
-    return EventLog(watches, ratings, requests, report, tuple(servers), tuple(q_lines))
+    servers = requests["server"].to_pylist() if requests.num_rows else []
+    return EventLog(
+        watches,
+        ratings,
+        requests.drop_columns(["server"]),
+        report,
+        tuple(servers),
+        tuple(q_lines),
+    )
+
+
+_REQUESTS_WITH_SERVER = REQUESTS_SCHEMA.append(pa.field("server", pa.string()))
 
 
 def _merge(
-    fast: dict[str, np.ndarray],
+    fast: pa.Table,
     rows: list[tuple[Any, ...]],
     lines: list[int],
     schema: pa.Schema,
 ) -> tuple[pa.Table, list[int]]:
     """Rows of both paths as one table in line order, and the line of each row."""
     slow = _rows_table(rows, schema)
-    if not fast["line"].size:
+    fast_lines = fast["line"].to_numpy()
+    if not fast_lines.size:
         return slow, lines
-    quick = pa.table({n: pa.array(fast[n]) for n in schema.names}).cast(schema)
+    quick = fast.select(schema.names).cast(schema)
+    if not rows:
+        return quick, fast_lines.tolist()
     both = pa.concat_tables([quick, slow])
-    line_no = np.concatenate([fast["line"], np.asarray(lines, dtype=np.int64)])
+    line_no = np.concatenate([fast_lines, np.asarray(lines, dtype=np.int64)])
     order = np.argsort(line_no, kind="stable")
     return both.take(order), line_no[order].tolist()
 

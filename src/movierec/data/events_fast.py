@@ -1,10 +1,18 @@
 """The vectorised path of event-log parsing: the plain numeric lines, parsed by polars at once.
 
-A line takes this path only when it is exactly ``YYYY-MM-DDTHH:MM:SS,<user>,GET /data/m/<movie>/
-<minute>.mpg`` or ``...,GET /rate/<movie>=<d or d.d>`` with a valid date in the plausible range,
-ids in (0, 2³¹) and a rating in [0.5, 5] in half steps: exactly the lines the line-by-line
-parser accepts with the same values. Every other line (title slugs, requests, spaces, errors)
-goes through :func:`movierec.data.events.parse_lines`' exact path, which names the reason.
+A line takes this path only when it is exactly ``YYYY-MM-DDTHH:MM:SS,<user>,<body>`` with a
+valid date in the plausible range, a user id in (0, 2³¹) and a canonical body:
+
+- ``GET /data/m/<movie>/<minute>.mpg`` (a watch minute),
+- ``GET /rate/<movie>=<d or d.d>`` with a rating in [0.5, 5] in half steps,
+- ``recommendation request <server>, status <n>, result: <id>, <id>, ..., <latency> ms``
+  (numeric ids, no stray spaces),
+
+with numeric movie ids in (0, 2³¹): exactly lines the line-by-line parser accepts, with the
+same values. Every other line (title slugs, spaces, errors) goes through
+:func:`movierec.data.events.parse_lines`' exact path, which names the reason. The line is
+split once into time, user and body; each body pattern runs only on the lines whose body
+starts like it.
 """
 
 from __future__ import annotations
@@ -13,76 +21,95 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from movierec.data.schema import MIN_TIMESTAMP
 
-_T = r"(?P<t>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})"
-_U = r"(?P<u>\d{1,10})"
-_WATCH = rf"^{_T},{_U},GET /data/m/(?P<m>\d{{1,10}})/(?P<x>\d{{1,9}})\.mpg$"
-_RATE = rf"^{_T},{_U},GET /rate/(?P<m>\d{{1,10}})=(?P<x>\d(?:\.\d)?)$"
+_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$"
+_USER = r"^[0-9]{1,10}$"
+_WATCH = r"^GET /data/m/(?P<m>[0-9]{1,10})/(?P<x>[0-9]{1,9})\.mpg$"
+_RATE = r"^GET /rate/(?P<m>[0-9]{1,10})=(?P<x>[0-9](?:\.[0-9])?)$"
+_RECO = (
+    r"^recommendation request (?P<server>[^,\s]*), status (?P<status>[0-9]{1,9}), "
+    r"result: (?P<result>[0-9]{1,10}(?:, ?[0-9]{1,10})*),\s*"
+    r"(?P<latency>[0-9]{1,9}(?:\.[0-9]{1,9})?) ?ms$"
+)
 _MAX_ID = 2**31
 
 
 @dataclass(frozen=True)
 class FastRows:
-    """Rows of the lines the vectorised path accepted (``line`` is 1-based)."""
+    """Rows of the lines the vectorised path accepted (``line`` is 1-based, ascending)."""
 
     accepted: np.ndarray  # bool per input line
-    watches: dict[str, np.ndarray]  # user_id, movie_id, minute, timestamp, line
-    ratings: dict[str, np.ndarray]  # user_id, movie_id, rating, timestamp, line
+    watches: pa.Table  # user_id, movie_id, minute, timestamp, line
+    ratings: pa.Table  # user_id, movie_id, rating, timestamp, line
+    requests: pa.Table  # user_id, timestamp, status, result, latency_ms, server, line
 
 
-def _match(lines: pl.Series, pattern: str, upper: int) -> pl.DataFrame:
-    parts = lines.str.extract_groups(pattern).struct.unnest()
-    ts = parts["t"].str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False)
-    return pl.DataFrame(
-        {
-            "user_id": parts["u"].cast(pl.Int64, strict=False),
-            "movie_id": parts["m"].cast(pl.Int64, strict=False),
-            "x": parts["x"].cast(pl.Float64, strict=False),
-            "timestamp": ts.dt.epoch("s"),
-            "line": pl.int_range(1, len(lines) + 1, eager=True),
-        }
-    ).with_columns(
-        ok=pl.col("timestamp").is_between(MIN_TIMESTAMP, upper)
-        & pl.col("user_id").is_between(1, _MAX_ID - 1)
-        & pl.col("movie_id").is_between(1, _MAX_ID - 1)
-        & pl.col("x").is_not_null()
-    )
+def as_series(lines: list[str] | pl.Series) -> pl.Series:
+    """Lines as a polars string series without their line ends."""
+    s = lines if isinstance(lines, pl.Series) else pl.Series("line", lines, dtype=pl.Utf8)
+    return s.str.strip_chars_end("\r\n")
 
 
-def fast_rows(lines: list[str], upper: int) -> FastRows:
+def _body(frame: pl.DataFrame, prefix: str, pattern: str) -> pl.DataFrame:
+    """The rows whose body starts with ``prefix`` and matches ``pattern``, with its groups."""
+    sub = frame.filter(frame["body"].str.starts_with(prefix))
+    return sub.with_columns(sub["body"].str.extract_groups(pattern).alias("g")).unnest("g")
+
+
+def fast_rows(lines: list[str] | pl.Series, upper: int) -> FastRows:
     """Parse the lines the vectorised path can take; mark which ones it took."""
-    if not lines:
-        empty = {k: np.zeros(0, np.int64) for k in ("user_id", "movie_id", "timestamp", "line")}
-        return FastRows(
-            np.zeros(0, bool),
-            empty | {"minute": np.zeros(0, np.int64)},
-            empty | {"rating": np.zeros(0, np.float64)},
-        )
-    series = pl.Series("line", lines, dtype=pl.Utf8).str.strip_chars_end("\r\n")
-    w = _match(series, _WATCH, upper)
-    r = _match(series, _RATE, upper)
-    r = r.with_columns(
-        ok=pl.col("ok") & pl.col("x").is_between(0.5, 5.0) & ((pl.col("x") * 2) % 1 == 0)
+    series = as_series(lines)
+    n = len(series)
+    parts = series.str.splitn(",", 3).struct.unnest()
+    t, u = parts["field_0"], parts["field_1"]
+    ts = t.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False).dt.epoch("s")
+    user = u.cast(pl.Int64, strict=False)
+    head_ok = (
+        t.str.contains(_TIME)
+        & ts.is_between(MIN_TIMESTAMP, upper)
+        & u.str.contains(_USER)
+        & user.is_between(1, _MAX_ID - 1)
     )
-    w_ok = w["ok"].fill_null(False).to_numpy()
-    r_ok = r["ok"].fill_null(False).to_numpy()
-    wk, rk = w.filter(pl.Series(w_ok)), r.filter(pl.Series(r_ok))
+    frame = pl.DataFrame(
+        [pl.int_range(1, n + 1, eager=True).alias("line"), user.alias("user_id"),
+         ts.alias("timestamp"), parts["field_2"].alias("body")]
+    ).filter(head_ok.fill_null(False))  # fmt: skip
+    ok_id = pl.col("movie_id").is_between(1, _MAX_ID - 1)
+    w = (
+        _body(frame, "GET /data/m/", _WATCH)
+        .with_columns(
+            movie_id=pl.col("m").cast(pl.Int64, strict=False),
+            minute=pl.col("x").cast(pl.Int64, strict=False),
+        )
+        .filter(ok_id)
+    )
+    r = (
+        _body(frame, "GET /rate/", _RATE)
+        .with_columns(
+            movie_id=pl.col("m").cast(pl.Int64, strict=False),
+            rating=pl.col("x").cast(pl.Float64, strict=False),
+        )
+        .filter(ok_id & pl.col("rating").is_between(0.5, 5.0) & ((pl.col("rating") * 2) % 1 == 0))
+    )
+    q = (
+        _body(frame, "recommendation request ", _RECO)
+        .filter(pl.col("result").is_not_null())
+        .with_columns(
+            status=pl.col("status").cast(pl.Int64, strict=False),
+            latency_ms=pl.col("latency").cast(pl.Float64, strict=False),
+        )
+    )
+    accepted = np.zeros(n, bool)
+    for taken in (w, r, q):
+        accepted[taken["line"].to_numpy() - 1] = True
     return FastRows(
-        w_ok | r_ok,
-        {
-            "user_id": wk["user_id"].to_numpy(),
-            "movie_id": wk["movie_id"].to_numpy(),
-            "minute": wk["x"].to_numpy().astype(np.int64),
-            "timestamp": wk["timestamp"].to_numpy(),
-            "line": wk["line"].to_numpy(),
-        },
-        {
-            "user_id": rk["user_id"].to_numpy(),
-            "movie_id": rk["movie_id"].to_numpy(),
-            "rating": rk["x"].to_numpy(),
-            "timestamp": rk["timestamp"].to_numpy(),
-            "line": rk["line"].to_numpy(),
-        },
+        accepted,
+        w.select("user_id", "movie_id", "minute", "timestamp", "line").to_arrow(),
+        r.select("user_id", "movie_id", "rating", "timestamp", "line").to_arrow(),
+        q.select(
+            "user_id", "timestamp", "status", "result", "latency_ms", "server", "line"
+        ).to_arrow(),
     )

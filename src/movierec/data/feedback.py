@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 
+from movierec.data.segments import EventSegments, distinct, feedback_events
 from movierec.data.sqlutil import add_missing_column, insert_ignoring_known
 
 Signal = Literal["like", "dislike", "rating", "watch", "save"]
@@ -110,9 +111,11 @@ class FeedbackStore:
         )
         self.meta.create_all(self.engine)
         add_missing_column(self.engine, self.table, "event_key")
+        self.segments = EventSegments(self.engine)  # streamed events, one row per batch
         self._lock = threading.Lock()
         self._users: dict[int, UserFeedback] = defaultdict(UserFeedback)
         self._applied: dict[int, float] = {}  # event id -> received, inside the refresh window
+        self._applied_segments: dict[int, float] = {}  # the same for segments
         self._poll_from = time.time() - self.REFRESH_WINDOW
         if overlay:
             self._load()
@@ -134,6 +137,19 @@ class FeedbackStore:
             self._users[int(r.user_id)].apply(int(r.movie_id), r.signal, r.value)
             if r.received >= self._poll_from:
                 self._applied[int(r.id)] = float(r.received)
+        seen: set[object] = {r.event_key for r in rows if r.event_key is not None}
+        for seg in self.segments.read(kinds=("watches", "ratings")):
+            self._apply_segment_events(distinct(feedback_events(seg), seen))
+            if seg.received >= self._poll_from:
+                self._applied_segments[seg.id] = seg.received
+
+    def _apply_segment_events(self, events: list[dict[str, object]]) -> set[int]:
+        users = set()
+        for e in events:
+            user = int(e["user_id"])  # type: ignore[call-overload]
+            self._users[user].apply(int(e["movie_id"]), str(e["signal"]), e["value"])  # type: ignore[call-overload, arg-type]
+            users.add(user)
+        return users
 
     def refresh(self) -> set[int]:
         """Fold in events other processes stored since the last call; return their users.
@@ -150,6 +166,7 @@ class FeedbackStore:
         )
         with self.engine.connect() as con:
             rows = con.execute(q).all()
+        segments = self.segments.read(self._poll_from, kinds=("watches", "ratings"))
         users: set[int] = set()
         with self._lock:
             for r in rows:
@@ -158,8 +175,15 @@ class FeedbackStore:
                 self._applied[int(r.id)] = float(r.received)
                 self._users[int(r.user_id)].apply(int(r.movie_id), r.signal, r.value)
                 users.add(int(r.user_id))
+            for seg in segments:
+                if seg.id not in self._applied_segments:
+                    self._applied_segments[seg.id] = seg.received
+                    users |= self._apply_segment_events(distinct(feedback_events(seg)))
             self._poll_from = start - self.REFRESH_WINDOW
             self._applied = {i: t for i, t in self._applied.items() if t >= self._poll_from}
+            self._applied_segments = {
+                i: t for i, t in self._applied_segments.items() if t >= self._poll_from
+            }
         return users
 
     def add_events(self, rows: list[dict[str, Any]]) -> int:
@@ -211,24 +235,47 @@ class FeedbackStore:
             return self._users.get(user_id)
 
     def count(self) -> int:
-        """Events stored."""
+        """Events stored (a streamed event produced twice counts once)."""
+        return len(self.since(0.0))
+
+    def stored_events(self) -> int:
+        """Events physically stored: rows plus stream segments' events, without dedup."""
         with self.engine.connect() as con:
-            return int(con.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
+            n = int(con.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
+        for seg in self.segments.read(kinds=("watches", "ratings")):
+            n += sum(t.num_rows for t in seg.tables.values())
+        return n
 
     def since(
         self, received_after: float = 0.0, signal: str | None = None
     ) -> list[dict[str, object]]:
-        """Events received after a time (for retraining with feedback), of one signal if given."""
+        """Events received after a time, oldest first, of one signal if given.
+
+        Events of the row table (API feedback, ``add_events``) and of stream segments, each
+        event identity once (for retraining with feedback, online evaluation).
+        """
         q = sa.select(self.table).where(self.table.c.received > received_after)
         if signal is not None:
             q = q.where(self.table.c.signal == signal)
         q = q.order_by(self.table.c.id)
         with self.engine.connect() as con:
-            return [dict(r._mapping) for r in con.execute(q)]
+            rows: list[dict[str, object]] = [dict(r._mapping) for r in con.execute(q)]
+        streamed = [
+            e
+            for seg in self.segments.read(received_after, kinds=("watches", "ratings"))
+            if seg.received > received_after
+            for e in feedback_events(seg)
+            if signal is None or e["signal"] == signal
+        ]
+        if not streamed:
+            return rows
+        events = sorted(rows + streamed, key=lambda e: float(e["received"]))  # type: ignore[arg-type]
+        return distinct(events)
 
     def drop(self) -> None:
-        """Drop the feedback table (tests)."""
+        """Drop the feedback and segment tables (tests)."""
         self.meta.drop_all(self.engine)
+        self.segments.drop()
 
     def close(self) -> None:
         """Release connections."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from movierec.data.segments import EventSegments
 from movierec.data.sqlutil import insert_ignoring_known
 
 
@@ -36,6 +37,7 @@ class ServedLog:
             sa.Column("received", sa.Float, nullable=False),
         )
         self.meta.create_all(engine)
+        self.segments = EventSegments(engine)  # lists the stream consumer stored
 
     def add_many(self, rows: list[dict[str, Any]]) -> int:
         """Store served lists, each once (by ``event_key``); return how many were new."""
@@ -43,15 +45,33 @@ class ServedLog:
         return insert_ignoring_known(self.engine, self.table, [r | {"received": now} for r in rows])
 
     def count(self) -> int:
-        """Rows stored."""
+        """Served lists stored (rows and stream segments)."""
         with self.engine.connect() as con:
-            return int(con.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
+            n = int(con.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
+        return n + sum(seg.tables["served"].num_rows for seg in self._segments())
 
     def rows(self, since: int = 0) -> list[dict[str, Any]]:
-        """Served lists with ``timestamp >= since``, oldest first (``items`` as a list)."""
+        """Served lists with ``timestamp >= since``, in arrival order (``items`` as a list)."""
         q = sa.select(self.table).where(self.table.c.timestamp >= since).order_by(self.table.c.id)
         with self.engine.connect() as con:
             out = [dict(r._mapping) for r in con.execute(q)]
+        for seg in self._segments():
+            t = seg.tables["served"]
+            for rec in t.to_pylist():
+                if rec["timestamp"] < since:
+                    continue
+                part, offset = rec.pop("partition"), rec.pop("offset")
+                rec |= {
+                    "id": None,
+                    "event_key": f"q:{seg.topic}:{part}:{offset}",
+                    "variant": None,
+                    "received": seg.received,
+                }
+                out.append(rec)
+        out.sort(key=lambda r: float(r["received"]))
         for r in out:
             r["items"] = [int(x) for x in str(r["items"]).split(",") if x.strip()]
         return out
+
+    def _segments(self) -> list[Any]:
+        return [s for s in self.segments.read(kinds=("served",)) if "served" in s.tables]

@@ -1,12 +1,15 @@
 """The at-least-once stream consumer: parse, validate, store durably, then commit offsets.
 
 Each batch of messages is parsed with the event-log rules (:func:`movierec.data.events.
-parse_lines`); a line that fails becomes a reject with its partition, offset and reason. Good
-events are written in one transaction per table, keyed by event identity so that a replay
-(after a crash between the write and the commit, or a rebalance) adds nothing: a watch is
-``(user, movie, minute)`` (so watch depth counts distinct minutes), a rating ``(user, movie,
-time)``, a served list its message ``(topic, partition, offset)``. Only then are the batch's offsets
-committed, synchronously. Offsets of revoked partitions are committed on rebalance.
+parse_lines`, vectorised); a line that fails becomes a reject with its partition, offset and
+reason. The good events are stored as one segment (:mod:`movierec.data.segments`): one
+transaction writes the batch's watch minutes, ratings and served lists together with the
+next offset of each partition, so a replayed message (after a crash between the write and
+the commit, a rebalance, or a second group) is recognised by its offset and stores nothing.
+Readers count each event identity once (a watch is ``(user, movie, minute)``, so watch depth
+counts distinct minutes; a rating ``(user, movie, time)``; a served list its message). Only
+then are the batch's offsets committed, synchronously. Offsets of revoked partitions are
+committed on rebalance.
 """
 
 from __future__ import annotations
@@ -16,14 +19,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from movierec.data.events import EventLog, parse_lines
+import numpy as np
+
+from movierec.data.events import parse_lines
 from movierec.data.feedback import FeedbackStore
 from movierec.data.report import Reject
-from movierec.data.served import ServedLog
+from movierec.data.segments import OffsetConflictError
+from movierec.streams.batch import parse_batch, served_table
 from movierec.streams.metrics import StreamMetrics
 
 logger = logging.getLogger(__name__)
@@ -35,15 +43,23 @@ class RejectRateExceededError(RuntimeError):
 
 @dataclass
 class ConsumerStats:
-    """Running totals of a consumer."""
+    """Running totals of a consumer.
+
+    ``feedback_new`` and ``served_new`` count events stored by this consumer (messages not
+    stored before: ``replayed`` ones are skipped); a watch minute or rating produced twice
+    is stored twice and counted once by readers.
+    """
 
     events: int = 0
     rejects: int = 0
     duplicates: int = 0
+    replayed: int = 0
     feedback_new: int = 0
     served_new: int = 0
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
+    #: ``time.monotonic()`` when the last batch was stored and committed.
+    finished: float = 0.0
     lag: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -57,6 +73,7 @@ class ConsumerStats:
             "events": self.events,
             "rejects": self.rejects,
             "duplicates_in_batch": self.duplicates,
+            "replayed": self.replayed,
             "feedback_new": self.feedback_new,
             "served_new": self.served_new,
             "batches": self.batches,
@@ -77,78 +94,6 @@ def consumer_config(bootstrap: str, group: str) -> dict[str, Any]:
         "fetch.wait.max.ms": 10,
         "fetch.queue.backoff.ms": 10,
     }
-
-
-def feedback_rows(log: EventLog, source: str) -> list[dict[str, Any]]:
-    """Ratings and watch minutes of a parsed batch as feedback rows with their identity."""
-    rows: list[dict[str, Any]] = []
-    r = log.ratings
-    for u, m, v, ts in zip(
-        r["user_id"].to_pylist(),
-        r["movie_id"].to_pylist(),
-        r["rating"].to_pylist(),
-        r["timestamp"].to_pylist(),
-        strict=True,
-    ):
-        key = f"r:{u}:{m}:{ts}"
-        rows.append(_fb(u, m, "rating", float(v), source, ts, key))
-    w = log.watches
-    for u, m, minute, ts in zip(
-        w["user_id"].to_pylist(),
-        w["movie_id"].to_pylist(),
-        w["minute"].to_pylist(),
-        w["timestamp"].to_pylist(),
-        strict=True,
-    ):
-        rows.append(_fb(u, m, "watch", 1.0, source, ts, f"w:{u}:{m}:{minute}"))
-    return rows
-
-
-def _fb(u: int, m: int, signal: str, v: float, source: str, ts: int, key: str) -> dict[str, Any]:
-    return {
-        "user_id": u,
-        "movie_id": m,
-        "signal": signal,
-        "value": v,
-        "source": source,
-        "timestamp": float(ts),
-        "event_key": key,
-    }
-
-
-def served_rows(log: EventLog, where: list[tuple[int, int]], topic: str) -> list[dict[str, Any]]:
-    """Recommendation-request lines of a parsed batch as served-list rows.
-
-    A served list's identity is its message (topic, partition, offset): two requests with
-    the same answer in the same second stay two lists, and a replay of the message adds none.
-    """
-    q = log.requests
-    rows = []
-    servers = log.servers or ("",) * q.num_rows
-    for u, ts, status, result, latency, server, line in zip(
-        q["user_id"].to_pylist(),
-        q["timestamp"].to_pylist(),
-        q["status"].to_pylist(),
-        q["result"].to_pylist(),
-        q["latency_ms"].to_pylist(),
-        servers,
-        log.request_lines,
-        strict=True,
-    ):
-        items = ",".join(x.strip() for x in str(result).split(",") if x.strip())
-        part, offset = where[line - 1]
-        rows.append(
-            {
-                "event_key": f"q:{topic}:{part}:{offset}",
-                "timestamp": ts,
-                "user_id": u,
-                "server": server,
-                "status": status,
-                "items": items,
-                "latency_ms": latency,
-            }
-        )
-    return rows
 
 
 class StreamConsumer:
@@ -174,7 +119,7 @@ class StreamConsumer:
         from confluent_kafka import Consumer
 
         self.store = store
-        self.served = ServedLog(store.engine)
+        self.segments = store.segments
         self.topic = topic
         self.slugs = slugs
         self.batch_size = batch_size
@@ -186,6 +131,13 @@ class StreamConsumer:
         self._assigned: set[int] = set()
         self._lag_at = 0.0
         self._assigned_at: float | None = None
+        # the first parse imports what pyarrow loads lazily (pandas, ~0.3 s): pay it now,
+        # not in the first batch's latency
+        parse_lines(["1970-01-02T00:00:00,1,GET /rate/1=1"], source="warm-up", now=86_400)
+        # consume() of the next batch overlaps parse + store + commit of this one (librdkafka,
+        # polars and SQLite's fsync release the GIL); one batch in flight keeps the order
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="movierec-consumer")
+        self._pending: Future[int] | None = None
         self.consumer = Consumer(consumer_config(bootstrap, group))
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
 
@@ -196,6 +148,8 @@ class StreamConsumer:
         logger.info("assigned partitions %s", sorted(p.partition for p in partitions))
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        if self._pending is not None:  # the batch in flight is stored and committed (or
+            futures_wait([self._pending])  # failed, raised by run) before letting go
         revoked = [p.partition for p in partitions]
         self._commit([p for p in revoked if p in self._next])
         self._assigned -= set(revoked)
@@ -217,50 +171,53 @@ class StreamConsumer:
             RejectRateExceededError: The running reject rate is above the limit (nothing of the
                 batch is stored or committed).
         """
-        lines: list[str] = []
-        where: list[tuple[int, int]] = []
-        undecodable: list[Reject] = []
-        last: dict[int, int] = {}
-        for m in messages:
-            raw, part, offset = m.value() or b"", m.partition(), m.offset()
-            last[part] = offset
-            try:
-                lines.append(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                undecodable.append(Reject(f"{self.topic}[{part}]", offset, "*", "not utf-8", ""))
-                continue
-            where.append((part, offset))
-        log = parse_lines(lines, source=self.topic, slugs=self.slugs)
-        rejects = undecodable + [
-            Reject(
-                f"{self.topic}[{where[r.line - 1][0]}]",
-                where[r.line - 1][1],
-                r.field,
-                r.reason,
-                r.raw,
-            )
-            for r in log.report.rejects
-            if not r.reason.startswith("duplicate")
-        ]
         n = len(messages)
-        total, bad = self.stats.events + n, self.stats.rejects + len(rejects)
-        if self.max_reject_rate is not None and total >= 100 and bad > self.max_reject_rate * total:
-            self._write_rejects(rejects)
-            raise RejectRateExceededError(
-                f"{bad} of {total} events rejected ({bad / total:.1%}) > "
-                f"max reject rate {self.max_reject_rate:.1%}; offsets not committed"
-            )
-        fb_new = self.store.add_events(feedback_rows(log, f"stream:{self.topic}"))
-        served_new = self.served.add_many(served_rows(log, where, self.topic))
+        if n == 0:
+            return 0
+        values = [m.value() for m in messages]
+        parts = np.array([m.partition() for m in messages], np.int32)
+        offsets = np.array([m.offset() for m in messages], np.int64)
+        last = {int(p): int(offsets[parts == p].max()) for p in np.unique(parts)}
+        for attempt in range(5):
+            seen = self.segments.next_offsets(self.topic)
+            floor = np.array([seen.get(int(p), 0) for p in range(int(parts.max()) + 1)])
+            fresh = offsets >= floor[parts]
+            log, rejects = parse_batch(values, parts, offsets, fresh, self.topic, self.slugs)
+            total, bad = self.stats.events + n, self.stats.rejects + len(rejects)
+            limit = self.max_reject_rate
+            if limit is not None and total >= 100 and bad > limit * total:
+                self._write_rejects(rejects)
+                raise RejectRateExceededError(
+                    f"{bad} of {total} events rejected ({bad / total:.1%}) > "
+                    f"max reject rate {limit:.1%}; offsets not committed"
+                )
+            tables = {
+                "watches": log.watches,
+                "ratings": log.ratings,
+                "served": served_table(log, parts, offsets),
+            }
+            advance = {p: o + 1 for p, o in last.items() if o + 1 > seen.get(p, 0)}
+            try:
+                if advance:
+                    self.segments.append(self.topic, seen, advance, tables, int(fresh.sum()))
+                break
+            except OffsetConflictError as exc:  # another member stored some of it first
+                logger.info("offsets moved under us (%s); filtering again (%d)", exc, attempt)
+        else:
+            raise RuntimeError("could not store the batch: offsets kept moving")
         self._write_rejects(rejects)
         for p, offset in last.items():
             self._next[p] = max(self._next.get(p, 0), offset + 1)
         self._commit(sorted(last))
+        fb_new = log.watches.num_rows + log.ratings.num_rows
+        served_new = tables["served"].num_rows
         s = self.stats
         s.events, s.rejects, s.batches = total, bad, s.batches + 1
         s.duplicates += log.report.duplicate_rows
+        s.replayed += int(n - fresh.sum())
         s.feedback_new += fb_new
         s.served_new += served_new
+        s.finished = time.monotonic()
         if self.metrics is not None:
             self.metrics.batch(n, len(rejects), fb_new, served_new)
         return n
@@ -321,6 +278,7 @@ class StreamConsumer:
         """
         start = time.monotonic()
         idle_since = start
+        handed = 0  # events handed to the worker
         try:
             while stop is None or not stop.is_set():
                 msgs = self.consumer.consume(self.batch_size, timeout=0.1)
@@ -330,20 +288,29 @@ class StreamConsumer:
                         logger.warning("consumer error: %s", m.error())
                 now = time.monotonic()
                 if good:
-                    self.process(good)
+                    self._wait()  # one batch in flight: stored and committed in order
+                    self._pending = self._worker.submit(self.process, good)
+                    handed += len(good)
                     idle_since = now
                     if on_batch is not None:
                         on_batch(self.stats)
                 if now - self._lag_at > 2.0:
                     self._lag_at = now
                     self.update_lag()
-                if max_events is not None and self.stats.events >= max_events:
+                if max_events is not None and handed >= max_events:
                     break
                 if idle_exit_s is not None and self._idle_over(now, start, idle_since, idle_exit_s):
                     break
+            self._wait()
         finally:
             self.close()
         return self.stats
+
+    def _wait(self) -> None:
+        """Wait for the batch in flight; its error (e.g. the reject rate) is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def _idle_over(self, now: float, start: float, idle_since: float, limit: float) -> bool:
         """Idle for ``limit`` seconds since partitions were assigned (or the last batch).
@@ -356,7 +323,12 @@ class StreamConsumer:
         return now - max(idle_since, self._assigned_at) > limit
 
     def close(self) -> None:
-        """Commit what was processed and leave the group."""
+        """Finish the batch in flight, commit what was processed and leave the group."""
+        try:
+            self._wait()
+        except Exception as exc:  # already raised to run()'s caller, or raised now
+            logger.warning("batch in flight failed: %s", exc)
+        self._worker.shutdown()
         try:
             self._commit(sorted(p for p in self._assigned if p in self._next))
         except Exception as exc:
