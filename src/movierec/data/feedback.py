@@ -116,6 +116,9 @@ class FeedbackStore:
         self._users: dict[int, UserFeedback] = defaultdict(UserFeedback)
         self._applied: dict[int, float] = {}  # event id -> received, inside the refresh window
         self._applied_segments: dict[int, float] = {}  # the same for segments
+        # identities of streamed events applied within the window: a line produced twice
+        # (a producer's retry) moves the overlay once
+        self._recent_keys: dict[object, float] = {}
         self._poll_from = time.time() - self.REFRESH_WINDOW
         if overlay:
             self._load()
@@ -178,9 +181,15 @@ class FeedbackStore:
             for seg in segments:
                 if seg.id not in self._applied_segments:
                     self._applied_segments[seg.id] = seg.received
-                    users |= self._apply_segment_events(distinct(feedback_events(seg)))
+                    events = []
+                    for e in distinct(feedback_events(seg)):
+                        if e["event_key"] not in self._recent_keys:
+                            self._recent_keys[e["event_key"]] = seg.received
+                            events.append(e)
+                    users |= self._apply_segment_events(events)
             self._poll_from = start - self.REFRESH_WINDOW
             self._applied = {i: t for i, t in self._applied.items() if t >= self._poll_from}
+            self._recent_keys = {k: t for k, t in self._recent_keys.items() if t >= self._poll_from}
             self._applied_segments = {
                 i: t for i, t in self._applied_segments.items() if t >= self._poll_from
             }

@@ -24,17 +24,20 @@ def served_table(log: EventLog, parts: np.ndarray, offsets: np.ndarray) -> pa.Ta
     q = log.requests
     at = np.asarray(log.request_lines, dtype=np.int64) - 1
     result = q["result"]
-    canonical = pc.match_substring_regex(result, _CANONICAL_RESULT).to_numpy(zero_copy_only=False)
-    items = pc.replace_substring(result, " ", "").to_pylist() if canonical.any() else []
-    for i in np.flatnonzero(~canonical).tolist():  # the rest as written: trim each id
-        items[i] = ",".join(x.strip() for x in str(result[i].as_py()).split(",") if x.strip())
+    canonical = pc.match_substring_regex(result, _CANONICAL_RESULT)
+    items = pc.replace_substring(result, " ", "")  # "1, 2, 3" -> "1,2,3"
+    if not pc.all(canonical).as_py():  # the rest as written: trim each id, drop empty ones
+        trimmed = [
+            ",".join(x.strip() for x in str(r).split(",") if x.strip()) for r in result.to_pylist()
+        ]
+        items = pc.if_else(canonical, items, pa.array(trimmed, pa.string()))
     return pa.table(
         {
             "user_id": q["user_id"],
             "timestamp": q["timestamp"],
             "server": pa.array(log.servers, pa.string()),
             "status": q["status"],
-            "items": pa.array(items, pa.string()),
+            "items": items.cast(pa.string()),
             "latency_ms": q["latency_ms"],
             "partition": pa.array(parts[at], pa.int32()),
             "offset": pa.array(offsets[at], pa.int64()),
