@@ -235,6 +235,18 @@ class FeatureStore:
         """Position after the last event of each item with time <= t (global log position)."""
         return np.searchsorted(self.keys, _keys(items, np.floor(t).astype(np.int64)), "right")
 
+    def _window(
+        self, items: np.ndarray, start: np.ndarray, end: np.ndarray, as_of: np.ndarray, days: int
+    ) -> np.ndarray:
+        before = self._count_le(items, as_of - days * DAY)
+        return (end - np.maximum(before, start)).astype(np.float64)
+
+    def item_window_count(self, items: np.ndarray, as_of: np.ndarray, days: int) -> np.ndarray:
+        """Events of each item in the ``days`` before its time (``item_n_<days>d``)."""
+        items = items.astype(np.int64)
+        end = self._count_le(items, as_of)
+        return self._window(items, self.item_start[items], end, as_of, days)
+
     def item_features(self, items: np.ndarray, as_of: np.ndarray) -> dict[str, np.ndarray]:
         """Item features of each (item, time) pair, from events at or before that time."""
         items = items.astype(np.int64)
@@ -245,8 +257,7 @@ class FeatureStore:
         last = np.where(has, end - 1, 0)
         out: dict[str, np.ndarray] = {"item_n": n, "item_log_n": np.log1p(n)}
         for w in WINDOWS:
-            before = self._count_le(items, as_of - w * DAY)
-            out[f"item_n_{w}d"] = (end - np.maximum(before, start)).astype(np.float64)
+            out[f"item_n_{w}d"] = self._window(items, start, end, as_of, w)
         rating_sum = np.where(has, self.cum_rating[last], 0.0)
         scale = DECAY_DAYS * DAY / np.log(2)
         out["item_decayed_n"] = np.where(

@@ -35,13 +35,13 @@ from movierec.ranking.diversity import mmr
 from movierec.ranking.features import (
     DAY,
     FEATURE_GROUPS,
-    WINDOWS,
     FeatureStore,
     QueryContext,
     cross_features,
 )
 from movierec.ranking.labels import label_split
 from movierec.ranking.learner import Learned, train_learner
+from movierec.ranking.reasons import Reason, reasons_for
 from movierec.ranking.sizing import ranked_memory_need
 
 logger = logging.getLogger(__name__)
@@ -65,15 +65,6 @@ class SourceModels:
     names: frozenset[str]
     create: Callable[[str, Mapping[str, Any] | None], Recommender]
     load: Callable[[Path, SharedParts | None], Recommender]
-
-
-@dataclass(frozen=True)
-class Reason:
-    """Why an item was recommended: a code and its detail (item index, genre indices...)."""
-
-    code: str
-    item: int | None = None
-    genres: tuple[int, ...] = ()
 
 
 def source_feature_names(sources: tuple[str, ...]) -> list[str]:
@@ -327,35 +318,12 @@ class RankedRecommender(NeighbourMatrix, Recommender):
     def explain(
         self, values: sp.csr_matrix, timestamps: sp.csr_matrix | None, items: np.ndarray
     ) -> list[list[Reason]]:
-        """Reasons for recommending ``items`` to one history row."""
+        """Reasons for recommending ``items`` to one history row (see :mod:`.reasons`)."""
         assert self.store is not None
         values = sp.csr_matrix(values, dtype=np.float32)
         ctx = self._context(values, timestamps, self.store)
-        as_of = ctx.as_of
-        items = np.asarray(items, dtype=np.int64)
-        rows = np.zeros(items.size, np.int64)
-        item_f = self.store.item_features(items, as_of[rows])
-        _, taste = self.store.user_features(ctx)
-        top_genres = set(np.argsort(-taste[0])[:3].tolist()) if taste.shape[1] else set()
-        hist = values.indices
-        hot = item_f[f"item_n_{WINDOWS[1]}d"]
-        recent = self.store.item_features(np.arange(self.n_items), np.full(self.n_items, as_of[0]))
-        threshold = np.quantile(recent[f"item_n_{WINDOWS[1]}d"], 0.99) if self.n_items else 0
-        out: list[list[Reason]] = []
-        for j, i in enumerate(items.tolist()):
-            reasons: list[Reason] = []
-            if hist.size:
-                sims = np.asarray(self.similarity[i, hist].todense()).ravel()
-                if sims.size and sims.max() > 0:
-                    reasons.append(Reason("because_watched", item=int(hist[int(sims.argmax())])))
-            if hot[j] > 0 and hot[j] >= threshold:
-                reasons.append(Reason("trending"))
-            g = self.store.item_genres[i].indices.tolist()
-            match = tuple(x for x in g if x in top_genres)
-            if match:
-                reasons.append(Reason("genres", genres=match))
-            out.append(reasons)
-        return out
+        cache = self.__dict__.setdefault("_trending", {})  # per loaded model, not saved
+        return reasons_for(self.store, self.similarity, cache, ctx, values, items)
 
     # ------------------------------------------------------------- persistence
     def _save_extra(self, folder: Path, with_history: bool) -> None:

@@ -6,7 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.models.base import Recommender
-from movierec.ranking.ranker import RankedRecommender, Reason
+from movierec.ranking.ranker import RankedRecommender
+from movierec.ranking.reasons import Reason
 from movierec.service.catalog import Item, MovieCatalog
 
 
