@@ -67,7 +67,10 @@ def reasons_for(
             reasons.append(Reason("because_watched", item=int(hist[int(sims[j].argmax())])))
         if hot[j] > 0 and hot[j] >= threshold:
             reasons.append(Reason("trending"))
-        match = tuple(x for x in store.item_genres[i].indices.tolist() if x in top_genres)
+        genres = store.item_genres.indices[
+            store.item_genres.indptr[i] : store.item_genres.indptr[i + 1]
+        ]
+        match = tuple(x for x in genres.tolist() if x in top_genres)
         if match:
             reasons.append(Reason("genres", genres=match))
         out.append(reasons)
