@@ -2,5 +2,5 @@
 
 from movierec.cli import main
 
-if __name__ == "__main__":  # not when a spawned child process imports this module
+if __name__ == "__main__":
     main()

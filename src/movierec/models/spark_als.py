@@ -32,6 +32,10 @@ import scipy.sparse as sp
 logger = logging.getLogger(__name__)
 
 
+#: Iterations between ALS checkpoints (MLlib's ``checkpointInterval``).
+CHECKPOINT_INTERVAL = 5
+
+
 class SparkUnavailableError(RuntimeError):
     """pyspark or a Java runtime is missing."""
 
@@ -117,6 +121,10 @@ def fit_spark_als(
         t0 = time.perf_counter()
         spark = spark_session(master, driver_memory, "movierec-als")
         try:
+            # ALS's lineage grows with every iteration; without checkpoints the tasks of a
+            # large job overflow the JVM stack when deserialised (seen at 20M ratings × 87k
+            # items): cut it every few iterations
+            spark.sparkContext.setCheckpointDir(str(folder / "checkpoints"))
             frame = spark.read.parquet(str(path))
             als = recommendation.ALS(
                 rank=factors,
@@ -129,7 +137,7 @@ def fit_spark_als(
                 ratingCol="rating",
                 seed=seed,
                 coldStartStrategy="drop",
-                checkpointInterval=-1,
+                checkpointInterval=CHECKPOINT_INTERVAL,
             )
             model = als.fit(frame)
             users = _factors(model.userFactors, x.shape[0], factors)
@@ -150,3 +158,4 @@ def fit_spark_als(
             shutil.rmtree(folder, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+            shutil.rmtree(folder / "checkpoints", ignore_errors=True)

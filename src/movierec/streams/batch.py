@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
-import sys
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -107,73 +100,3 @@ def parse_batch(
         tuple((idx[at] + 1).tolist()),  # request lines as positions in the whole batch
     )
     return log, rejects
-
-
-@dataclass
-class MessageBatch:
-    """One consumed batch: message values and where each came from, and what to store."""
-
-    values: list[bytes | None]
-    parts: np.ndarray
-    offsets: np.ndarray
-    last: dict[int, int]  # partition -> its last offset in the batch
-    seen: dict[int, int] = field(default_factory=dict)  # stored next offsets it was filtered by
-    fresh: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-
-    @classmethod
-    def of(cls, messages: list[Any]) -> MessageBatch:
-        """Read values, partitions and offsets off confluent-kafka messages."""
-        parts = np.array([m.partition() for m in messages], np.int32)
-        offsets = np.array([m.offset() for m in messages], np.int64)
-        last = {int(p): int(offsets[parts == p].max()) for p in np.unique(parts)}
-        return cls([m.value() for m in messages], parts, offsets, last)
-
-    @property
-    def n(self) -> int:
-        """Messages in the batch."""
-        return len(self.values)
-
-    def filter(self, stored: dict[int, int]) -> None:
-        """Mark the messages at or above their partition's stored next offset as fresh."""
-        self.seen = dict(stored)
-        floor = np.array([stored.get(p, 0) for p in range(int(self.parts.max()) + 1)])
-        self.fresh = self.offsets >= floor[self.parts]
-
-    def parse_args(self) -> tuple[list[bytes | None], np.ndarray, np.ndarray, np.ndarray]:
-        """The first arguments of :func:`parse_batch`."""
-        return self.values, self.parts, self.offsets, self.fresh
-
-    def advance(self) -> dict[int, int]:
-        """The stored next offset of each partition once this batch is stored."""
-        return {p: o + 1 for p, o in self.last.items() if o + 1 > self.seen.get(p, 0)}
-
-
-_SLUGS: dict[str, int] | None = None
-_PR_SET_PDEATHSIG = 1
-
-
-def init_parser(slugs: dict[str, int] | None) -> None:
-    """Set up a parser process: its slug index, and the imports of a first parse.
-
-    On Linux the process asks the kernel to end it when its parent dies (``kill -9`` of the
-    consumer leaves no parser behind).
-    """
-    global _SLUGS
-    _SLUGS = slugs
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:  # the parent died before the request took effect
-            os._exit(1)
-    parse_lines(["1970-01-02T00:00:00,1,GET /rate/1=1"], source="warm-up", now=86_400)
-
-
-def parse_in_child(
-    values: list[bytes | None],
-    parts: np.ndarray,
-    offsets: np.ndarray,
-    fresh: np.ndarray,
-    topic: str,
-) -> tuple[EventLog, list[Reject]]:
-    """:func:`parse_batch` in a parser process (see :func:`init_parser`)."""
-    return parse_batch(values, parts, offsets, fresh, topic, _SLUGS)

@@ -19,23 +19,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from movierec.data.events import EventLog, parse_lines
+import numpy as np
+
+from movierec.data.events import parse_lines
 from movierec.data.feedback import FeedbackStore
 from movierec.data.report import Reject
 from movierec.data.segments import OffsetConflictError
-from movierec.streams.batch import (
-    MessageBatch,
-    init_parser,
-    parse_batch,
-    parse_in_child,
-    served_table,
-)
+from movierec.streams.batch import parse_batch, served_table
 from movierec.streams.metrics import StreamMetrics
 
 logger = logging.getLogger(__name__)
@@ -138,11 +134,10 @@ class StreamConsumer:
         # the first parse imports what pyarrow loads lazily (pandas, ~0.3 s): pay it now,
         # not in the first batch's latency
         parse_lines(["1970-01-02T00:00:00,1,GET /rate/1=1"], source="warm-up", now=86_400)
-        # run(): a child process parses a batch while this one consumes the next and stores
-        # the one before (parsing holds the GIL); one batch in flight keeps the order
-        self._parser: ProcessPoolExecutor | None = None
-        self._pending: tuple[MessageBatch, Future[tuple[EventLog, list[Reject]]]] | None = None
-        self._expected: dict[int, int] | None = None  # stored next offsets after the pending
+        # consume() of the next batch overlaps parse + store + commit of this one (librdkafka,
+        # polars and SQLite's fsync release the GIL); one batch in flight keeps the order
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="movierec-consumer")
+        self._pending: Future[int] | None = None
         self.consumer = Consumer(consumer_config(bootstrap, group))
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
 
@@ -153,8 +148,8 @@ class StreamConsumer:
         logger.info("assigned partitions %s", sorted(p.partition for p in partitions))
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        self._drain()  # the batch in flight is stored and committed before letting go
-        self._expected = None
+        if self._pending is not None:  # the batch in flight is stored and committed (or
+            futures_wait([self._pending])  # failed, raised by run) before letting go
         revoked = [p.partition for p in partitions]
         self._commit([p for p in revoked if p in self._next])
         self._assigned -= set(revoked)
@@ -170,63 +165,62 @@ class StreamConsumer:
 
     # ------------------------------------------------------------------ batches
     def process(self, messages: list[Any]) -> int:
-        """Parse, validate and durably store one batch, then commit it; return its events.
+        """Parse, validate and durably store one batch; return the events in it.
 
         Raises:
             RejectRateExceededError: The running reject rate is above the limit (nothing of the
                 batch is stored or committed).
         """
-        if not messages:
+        n = len(messages)
+        if n == 0:
             return 0
-        batch = MessageBatch.of(messages)
-        self._store_fresh(batch)
-        return batch.n
-
-    def _store_fresh(self, batch: MessageBatch) -> None:
-        """Filter by the stored offsets, parse here, store and commit (retried on a conflict)."""
+        values = [m.value() for m in messages]
+        parts = np.array([m.partition() for m in messages], np.int32)
+        offsets = np.array([m.offset() for m in messages], np.int64)
+        last = {int(p): int(offsets[parts == p].max()) for p in np.unique(parts)}
         for attempt in range(5):
-            batch.filter(self.segments.next_offsets(self.topic))
-            log, rejects = parse_batch(*batch.parse_args(), self.topic, self.slugs)
+            seen = self.segments.next_offsets(self.topic)
+            floor = np.array([seen.get(int(p), 0) for p in range(int(parts.max()) + 1)])
+            fresh = offsets >= floor[parts]
+            log, rejects = parse_batch(values, parts, offsets, fresh, self.topic, self.slugs)
+            total, bad = self.stats.events + n, self.stats.rejects + len(rejects)
+            limit = self.max_reject_rate
+            if limit is not None and total >= 100 and bad > limit * total:
+                self._write_rejects(rejects)
+                raise RejectRateExceededError(
+                    f"{bad} of {total} events rejected ({bad / total:.1%}) > "
+                    f"max reject rate {limit:.1%}; offsets not committed"
+                )
+            tables = {
+                "watches": log.watches,
+                "ratings": log.ratings,
+                "served": served_table(log, parts, offsets),
+            }
+            advance = {p: o + 1 for p, o in last.items() if o + 1 > seen.get(p, 0)}
             try:
-                self._finish(batch, log, rejects)
-                return
+                if advance:
+                    self.segments.append(self.topic, seen, advance, tables, int(fresh.sum()))
+                break
             except OffsetConflictError as exc:  # another member stored some of it first
                 logger.info("offsets moved under us (%s); filtering again (%d)", exc, attempt)
-        raise RuntimeError("could not store the batch: offsets kept moving")
-
-    def _finish(self, batch: MessageBatch, log: EventLog, rejects: list[Reject]) -> None:
-        """Check the reject rate, store the batch's segment, commit its offsets, count."""
-        total, bad = self.stats.events + batch.n, self.stats.rejects + len(rejects)
-        limit = self.max_reject_rate
-        if limit is not None and total >= 100 and bad > limit * total:
-            self._write_rejects(rejects)
-            raise RejectRateExceededError(
-                f"{bad} of {total} events rejected ({bad / total:.1%}) > "
-                f"max reject rate {limit:.1%}; offsets not committed"
-            )
-        tables = {
-            "watches": log.watches,
-            "ratings": log.ratings,
-            "served": served_table(log, batch.parts, batch.offsets),
-        }
-        advance = batch.advance()
-        if advance:
-            self.segments.append(self.topic, batch.seen, advance, tables, int(batch.fresh.sum()))
+        else:
+            raise RuntimeError("could not store the batch: offsets kept moving")
         self._write_rejects(rejects)
-        for p, offset in batch.last.items():
+        for p, offset in last.items():
             self._next[p] = max(self._next.get(p, 0), offset + 1)
-        self._commit(sorted(batch.last))
+        self._commit(sorted(last))
         fb_new = log.watches.num_rows + log.ratings.num_rows
         served_new = tables["served"].num_rows
         s = self.stats
         s.events, s.rejects, s.batches = total, bad, s.batches + 1
         s.duplicates += log.report.duplicate_rows
-        s.replayed += int(batch.n - batch.fresh.sum())
+        s.replayed += int(n - fresh.sum())
         s.feedback_new += fb_new
         s.served_new += served_new
         s.finished = time.monotonic()
         if self.metrics is not None:
-            self.metrics.batch(batch.n, len(rejects), fb_new, served_new)
+            self.metrics.batch(n, len(rejects), fb_new, served_new)
+        return n
 
     def _write_rejects(self, rejects: list[Reject]) -> None:
         if not rejects:
@@ -284,24 +278,22 @@ class StreamConsumer:
         """
         start = time.monotonic()
         idle_since = start
-        handed = 0  # events handed to the parser
+        handed = 0  # events handed to the worker
         try:
             while stop is None or not stop.is_set():
-                wait_s = 0.01 if self._pending is not None else 0.1
-                msgs = self.consumer.consume(self.batch_size, timeout=wait_s)
+                msgs = self.consumer.consume(self.batch_size, timeout=0.1)
                 good = [m for m in msgs if m.error() is None]
                 for m in msgs:
                     if m.error() is not None:
                         logger.warning("consumer error: %s", m.error())
                 now = time.monotonic()
                 if good:
-                    self._hand_over(MessageBatch.of(good))
+                    self._wait()  # one batch in flight: stored and committed in order
+                    self._pending = self._worker.submit(self.process, good)
                     handed += len(good)
                     idle_since = now
                     if on_batch is not None:
                         on_batch(self.stats)
-                elif self._pending is not None:
-                    self._drain()  # nothing more came: store what was parsed now
                 if now - self._lag_at > 2.0:
                     self._lag_at = now
                     self.update_lag()
@@ -309,42 +301,16 @@ class StreamConsumer:
                     break
                 if idle_exit_s is not None and self._idle_over(now, start, idle_since, idle_exit_s):
                     break
-            self._drain()
+            self._wait()
         finally:
             self.close()
         return self.stats
 
-    def _hand_over(self, batch: MessageBatch) -> None:
-        """Start parsing a batch in the parser process, then store the batch before it.
-
-        The batch is filtered by the offsets the store will hold once the batch before is
-        stored; if anything else moved them, its store conflicts and it is filtered again.
-        """
-        if self._parser is None:
-            self._parser = ProcessPoolExecutor(
-                1, get_context("spawn"), initializer=init_parser, initargs=(self.slugs,)
-            )
-        if self._expected is None:
-            self._expected = self.segments.next_offsets(self.topic)
-        batch.filter(self._expected)
-        future = self._parser.submit(parse_in_child, *batch.parse_args(), self.topic)
-        self._expected = {**self._expected, **batch.advance()}
-        self._drain()
-        self._pending = (batch, future)
-
-    def _drain(self) -> None:
-        """Store and commit the batch in flight (its error, e.g. the reject rate, is raised)."""
+    def _wait(self) -> None:
+        """Wait for the batch in flight; its error (e.g. the reject rate) is raised here."""
         pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        batch, future = pending
-        log, rejects = future.result()
-        try:
-            self._finish(batch, log, rejects)
-        except OffsetConflictError as exc:  # another member stored some of it first
-            logger.info("offsets moved under us (%s); filtering again", exc)
-            self._expected = None
-            self._store_fresh(batch)
+        if pending is not None:
+            pending.result()
 
     def _idle_over(self, now: float, start: float, idle_since: float, limit: float) -> bool:
         """Idle for ``limit`` seconds since partitions were assigned (or the last batch).
@@ -359,12 +325,10 @@ class StreamConsumer:
     def close(self) -> None:
         """Finish the batch in flight, commit what was processed and leave the group."""
         try:
-            self._drain()
-        except Exception as exc:  # not stored, not committed: consumed again after a restart
+            self._wait()
+        except Exception as exc:  # already raised to run()'s caller, or raised now
             logger.warning("batch in flight failed: %s", exc)
-        if self._parser is not None:
-            self._parser.shutdown()
-            self._parser = None
+        self._worker.shutdown()
         try:
             self._commit(sorted(p for p in self._assigned if p in self._next))
         except Exception as exc:
