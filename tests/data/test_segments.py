@@ -150,5 +150,5 @@ def test_postgresql_offsets_and_conflicts() -> None:
         mine = [s for s in seg.read() if s.topic == topic]
         assert len(mine) == 1 and mine[0].tables["watches"].num_rows == 2
     finally:
-        store.meta.drop_all(store.engine)
+        store.drop()  # its own feedback and segment tables (named after the feedback table)
         store.close()

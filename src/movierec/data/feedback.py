@@ -111,7 +111,10 @@ class FeedbackStore:
         )
         self.meta.create_all(self.engine)
         add_missing_column(self.engine, self.table, "event_key")
-        self.segments = EventSegments(self.engine)  # streamed events, one row per batch
+        # streamed events, one row per batch; a feedback table of another name has its own
+        self.segments = EventSegments(
+            self.engine, "movierec" if table == "movierec_feedback" else table
+        )
         self._lock = threading.Lock()
         self._users: dict[int, UserFeedback] = defaultdict(UserFeedback)
         self._applied: dict[int, float] = {}  # event id -> received, inside the refresh window

@@ -62,14 +62,14 @@ def _load(blob: bytes | None) -> pa.Table | None:
 
 
 class EventSegments:
-    """The ``movierec_segments`` and ``movierec_stream_offsets`` tables on an engine."""
+    """The ``<namespace>_segments`` and ``<namespace>_stream_offsets`` tables on an engine."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, namespace: str = "movierec") -> None:
         self.engine = engine
         self.meta = sa.MetaData()
         blob = sa.LargeBinary(length=2**32 - 1)
         self.table = sa.Table(
-            "movierec_segments",
+            f"{namespace}_segments",
             self.meta,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("topic", sa.String(255), nullable=False),
@@ -78,7 +78,7 @@ class EventSegments:
             *(sa.Column(kind, blob) for kind in KINDS),
         )
         self.offsets = sa.Table(
-            "movierec_stream_offsets",
+            f"{namespace}_stream_offsets",
             self.meta,
             sa.Column("topic", sa.String(255), primary_key=True),
             sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),

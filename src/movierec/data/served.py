@@ -19,7 +19,12 @@ from movierec.data.sqlutil import insert_ignoring_known
 class ServedLog:
     """The ``movierec_served`` table on an engine (SQLite WAL or PostgreSQL)."""
 
-    def __init__(self, engine: sa.Engine, table: str = "movierec_served") -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        table: str = "movierec_served",
+        segments: EventSegments | None = None,
+    ) -> None:
         self.engine = engine
         self.meta = sa.MetaData()
         self.table = sa.Table(
@@ -37,7 +42,8 @@ class ServedLog:
             sa.Column("received", sa.Float, nullable=False),
         )
         self.meta.create_all(engine)
-        self.segments = EventSegments(engine)  # lists the stream consumer stored
+        # lists the stream consumer stored (the default feedback store's segments)
+        self.segments = segments or EventSegments(engine)
 
     def add_many(self, rows: list[dict[str, Any]]) -> int:
         """Store served lists, each once (by ``event_key``); return how many were new."""
