@@ -254,7 +254,7 @@ class FeedbackStore:
         """
         t = self.table
         with self.engine.connect() as con:
-            n = int(con.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+            n = self._row_count(con)
             keyed = {
                 str(k)
                 for (k,) in con.execute(sa.select(t.c.event_key).where(t.c.event_key.isnot(None)))
@@ -277,10 +277,13 @@ class FeedbackStore:
                 n -= sum(f"{tag}:{u}:{m}:{x}" in keyed for u, m, x in ids.tolist())
         return n
 
+    def _row_count(self, con: sa.Connection) -> int:
+        return int(con.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
+
     def stored_events(self) -> int:
         """Events physically stored: rows plus stream segments' events, without dedup."""
         with self.engine.connect() as con:
-            n = int(con.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
+            n = self._row_count(con)
         for seg in self.segments.read(kinds=("watches", "ratings")):
             n += sum(t.num_rows for t in seg.tables.values())
         return n
