@@ -191,6 +191,13 @@ class Settings(BaseSettings):
         description="Top-k of factor models (als, bpr) for known users: exact, or a faiss "
         "index (hnsw or ivf, inner product) built in the background after a model loads.",
     )
+    serve_blas_threads: int = Field(
+        default=1,
+        ge=1,
+        description="BLAS threads of each API worker: a request's products are small, and "
+        "threads of concurrent requests would compete for the same cores (scale with "
+        "--workers instead).",
+    )
     ranker_compile: bool = Field(
         default=True,
         description="Compile the learned ranker's trees to native code (lleaves) in the "

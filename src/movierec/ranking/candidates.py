@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.models.base import Recommender
-from movierec.models.topk import topk
+from movierec.models.topk import mask_rows, topk
 
 #: Bytes of dense score rows (all sources, with their top-k copies) per chunk of queries.
 CANDIDATE_CHUNK_BYTES = 512 * 1024 * 1024
@@ -88,33 +88,35 @@ def generate(
             np.concatenate([p.ranks for p in parts]),
             np.concatenate([p.proposed for p in parts]),
         )
-    score_mats, proposals = [], []
-    for name in names:
-        s = sources[name].score_rows(values, timestamps).astype(np.float32)
-        rb = topk(s.copy(), per_source, exclude=exclude)
-        score_mats.append(s)
-        proposals.append(rb.items)
-    allp = np.concatenate(proposals, axis=1) if proposals else np.zeros((n_q, 0), np.int32)
-    rows = np.repeat(np.arange(n_q), allp.shape[1])
-    items = allp.ravel().astype(np.int64)
-    ok = items >= 0
-    key = np.unique(rows[ok] * np.int64(values.shape[1]) + items[ok])
-    rows, items = key // values.shape[1], key % values.shape[1]
+    n_src, n_items = len(names), values.shape[1]
+    # every source's scores in one array; their top-k in one call on a masked copy
+    stacked = np.empty((n_src, n_q, n_items), np.float32)
+    for j, name in enumerate(names):
+        stacked[j] = sources[name].score_rows(values, timestamps)
+    work = stacked.copy()
+    for j in range(n_src):
+        mask_rows(work[j], exclude)
+    kk = min(per_source, n_items)
+    prop = topk(work.reshape(n_src * n_q, n_items), kk).items.reshape(n_src, n_q, kk)
+    del work
+    # (source, query, rank) of every proposal; pairs = distinct (query, item) keys
+    src = np.repeat(np.arange(n_src), n_q * kk)
+    prow = np.tile(np.repeat(np.arange(n_q), kk), n_src)
+    prank = np.tile(np.arange(kk), n_src * n_q)
+    pitem = prop.ravel().astype(np.int64)
+    good = pitem >= 0
+    src, prow, prank, pitem = src[good], prow[good], prank[good], pitem[good]
+    pkey = prow * np.int64(n_items) + pitem
+    key = np.unique(pkey)
+    rows, items = key // n_items, key % n_items
     n_pairs = rows.size
-    scores = np.zeros((n_pairs, len(names)), np.float32)
-    ranks = np.full((n_pairs, len(names)), float(per_source), np.float32)
-    proposed = np.zeros((n_pairs, len(names)), bool)
-    for j, (s, p) in enumerate(zip(score_mats, proposals, strict=True)):
-        v = s[rows, items]
-        scores[:, j] = np.where(np.isfinite(v), v, 0.0)
-        prow = np.repeat(np.arange(n_q), p.shape[1])
-        pitem = p.ravel().astype(np.int64)
-        prank = np.tile(np.arange(p.shape[1]), n_q)
-        good = pitem >= 0
-        pkey = prow[good] * np.int64(values.shape[1]) + pitem[good]
-        pos = np.searchsorted(key, pkey)
-        ranks[pos, j] = prank[good]
-        proposed[pos, j] = True
+    scores = stacked[:, rows, items].T
+    scores = np.where(np.isfinite(scores), scores, np.float32(0.0))
+    ranks = np.full((n_pairs, n_src), float(per_source), np.float32)
+    proposed = np.zeros((n_pairs, n_src), bool)
+    pos = np.searchsorted(key, pkey)
+    ranks[pos, src] = prank
+    proposed[pos, src] = True
     return Candidates(rows, items, names, scores, ranks, proposed)
 
 

@@ -29,6 +29,8 @@ DECAY_DAYS = 180.0
 WINDOWS = (7, 30, 365)
 #: How many of the user's latest items feed the "similar to your last items" features.
 LAST_N = 5
+#: Largest (queries·LAST_N × items) similarity block read as a dense array (serving batches).
+DENSE_SIMS = 1 << 21
 
 USER_FEATURES = (
     "user_n",
@@ -311,13 +313,16 @@ class FeatureStore:
                 ),
                 "user_mean_year": np.where(year_n > 0, year_sum / np.maximum(year_n, 1), np.nan),
             }
-        # genre taste: history weighted by recency rank (half-life 10 items), normalised
-        w = _recency_rank_weights(ts, half_life=10.0)
+        return feats, self.genre_taste(ctx)
+
+    def genre_taste(self, ctx: QueryContext) -> np.ndarray:
+        """(queries × genres) history weighted by recency rank (half-life 10 items), normalised."""
+        v = ctx.values
+        w = _recency_rank_weights(ctx.timestamps, half_life=10.0)
         weighted = sp.csr_matrix((w, v.indices, v.indptr), shape=v.shape)
         taste = np.asarray((weighted @ self.item_genres).todense(), dtype=np.float64)
         norm = taste.sum(axis=1, keepdims=True)
-        taste = np.divide(taste, norm, out=np.zeros_like(taste), where=norm > 0)
-        return feats, taste
+        return np.divide(taste, norm, out=np.zeros_like(taste), where=norm > 0)
 
 
 def _keys(items: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -377,7 +382,11 @@ def cross_features(
         )
         sims = latest @ similarity
         rr = (rows[:, None] * LAST_N + np.arange(LAST_N)[None, :]).ravel()
-        stack = _pairs(sims, rr, np.repeat(items, LAST_N)).reshape(items.size, LAST_N)
+        cols = np.repeat(items, LAST_N)
+        if sims.shape[0] * sims.shape[1] <= DENSE_SIMS:  # a few queries (serving): read densely
+            stack = sims.toarray()[rr, cols].reshape(items.size, LAST_N)
+        else:
+            stack = _pairs(sims, rr, cols).reshape(items.size, LAST_N)
         n_last = np.minimum(np.diff(ctx.timestamps.indptr), LAST_N)[rows]
         out["sim_last_1"] = stack[:, 0]
         out["sim_last_max"] = stack.max(axis=1)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.ranking.features import WINDOWS, FeatureStore, QueryContext
+from movierec.ranking.features import DENSE_SIMS, WINDOWS, FeatureStore, QueryContext
 
 #: Trending thresholds kept per query time: one per user's latest event.
 TRENDING_CACHE = 4096
@@ -53,13 +53,17 @@ def reasons_for(
     """
     as_of = ctx.as_of
     items = np.asarray(items, dtype=np.int64)
-    item_f = store.item_features(items, np.full(items.size, as_of[0]))
-    _, taste = store.user_features(ctx)
+    hot = store.item_window_count(items, np.full(items.size, as_of[0]), WINDOWS[1])
+    taste = store.genre_taste(ctx)
     top_genres = set(np.argsort(-taste[0])[:3].tolist()) if taste.shape[1] else set()
     hist = values.indices
-    hot = item_f[f"item_n_{WINDOWS[1]}d"]
     threshold = trending_threshold(store, cache, float(as_of[0]))
-    sims = similarity[items][:, hist].toarray() if hist.size else np.zeros((items.size, 0))
+    if not hist.size:
+        sims = np.zeros((items.size, 0))
+    elif items.size * similarity.shape[1] <= DENSE_SIMS:  # an answer's items: rows densely
+        sims = similarity[items].toarray()[:, hist]
+    else:
+        sims = similarity[items][:, hist].toarray()
     out: list[list[Reason]] = []
     for j, i in enumerate(items.tolist()):
         reasons: list[Reason] = []

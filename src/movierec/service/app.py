@@ -16,6 +16,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from threadpoolctl import threadpool_limits
 
 from movierec import __version__
 from movierec.data.feedback import FeedbackStore
@@ -243,6 +244,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s = settings or get_settings()
+        blas = threadpool_limits(s.serve_blas_threads, "blas")  # until shutdown
         store = FeedbackStore.for_settings(s.home, s.reveal(s.database_url))
         install_log_redaction()
         if s.api_key is None:
@@ -266,6 +268,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if state.request_log is not None:
             state.request_log.close()
         store.close()
+        blas.restore_original_limits()
 
     app = FastAPI(
         title="movierec",

@@ -27,41 +27,47 @@ class HistoryOverlay:
 
         Feedback counts as the newest events (one second after the latest trained one).
         """
-        items: dict[int, tuple[float, float]] = {}
         if user_idx is not None:
-            row = self.history[user_idx]
-            ts = self.history_ts[user_idx] if self.history_ts is not None else None
-            for j, (i, v) in enumerate(zip(row.indices.tolist(), row.data.tolist(), strict=True)):
-                items[i] = (v, float(ts.data[j]) if ts is not None else 0.0)
+            lo, hi = self.history.indptr[user_idx], self.history.indptr[user_idx + 1]
+            cols = self.history.indices[lo:hi].astype(np.int64)
+            vals = self.history.data[lo:hi].astype(np.float32)
+            ts = self.history_ts
+            times = ts.data[lo:hi].astype(np.float64) if ts is not None else np.zeros(cols.size)
+        else:
+            cols, vals, times = np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0)
         if fb is not None:
-            newest = max((t for _, t in items.values()), default=0.0) + 1.0
-            vals = fb.positives()
-            pos, _ = self.catalog.item_index(list(vals))
-            for i in pos.tolist():
-                items[i] = (float(vals[int(self.catalog.items.ids[i])]), newest)
+            newest = (float(times.max()) if times.size else 0.0) + 1.0
+            given = fb.positives()
+            pos, _ = self.catalog.item_index(list(given))
+            ids = self.catalog.items.ids
+            if pos.size:
+                keep = ~np.isin(cols, pos)
+                new = np.array([given[int(ids[i])] for i in pos.tolist()], np.float32)
+                cols = np.concatenate([cols[keep], pos])
+                vals = np.concatenate([vals[keep], new])
+                times = np.concatenate([times[keep], np.full(pos.size, newest)])
             bad, _ = self.catalog.item_index(sorted(fb.disliked))
-            for i in bad.tolist():
-                items.pop(i, None)
-        cols = np.fromiter(items.keys(), dtype=np.int64, count=len(items))
-        vals_arr = np.array([v for v, _ in items.values()], dtype=np.float32)
-        ts_arr = np.array([t for _, t in items.values()], dtype=np.float64)
-        zeros = np.zeros(len(items), dtype=np.int64)
+            if bad.size:
+                keep = ~np.isin(cols, bad)
+                cols, vals, times = cols[keep], vals[keep], times[keep]
+        order = np.argsort(cols, kind="stable")
+        indptr = np.array([0, cols.size], np.int32)
+        shape = (1, self.n_items)
         return (
-            sp.csr_matrix((vals_arr, (zeros, cols)), shape=(1, self.n_items)),
-            sp.csr_matrix((ts_arr, (zeros, cols)), shape=(1, self.n_items)),
+            sp.csr_matrix((vals[order], cols[order].astype(np.int32), indptr), shape=shape),
+            sp.csr_matrix((times[order], cols[order].astype(np.int32), indptr), shape=shape),
         )
 
     def exclusions(
         self, user_idx: int | None, fb: UserFeedback | None, exclude_seen: bool
     ) -> sp.csr_matrix:
         """One row marking the items an answer leaves out: seen ones and any with feedback."""
-        cols: set[int] = set()
+        parts = [np.zeros(0, np.int64)]
         if exclude_seen and user_idx is not None:
-            cols |= set(self.history[user_idx].indices.tolist())
+            lo, hi = self.history.indptr[user_idx], self.history.indptr[user_idx + 1]
+            parts.append(self.history.indices[lo:hi].astype(np.int64))
         if fb is not None:
-            idx, _ = self.catalog.item_index(sorted(fb.touched()))
-            cols |= set(idx.tolist())
-        c = np.fromiter(cols, dtype=np.int64, count=len(cols))
-        return sp.csr_matrix(
-            (np.ones(c.size, np.float32), (np.zeros(c.size, np.int64), c)), shape=(1, self.n_items)
-        )
+            parts.append(self.catalog.item_index(sorted(fb.touched()))[0])
+        c = np.unique(np.concatenate(parts)).astype(np.int32)
+        indptr = np.array([0, c.size], np.int32)
+        return sp.csr_matrix((np.ones(c.size, np.float32), c, indptr), shape=(1, self.n_items))
