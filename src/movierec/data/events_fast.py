@@ -53,18 +53,26 @@ def as_series(lines: list[str] | pl.Series) -> pl.Series:
     return s.str.strip_chars_end("\r\n")
 
 
-def _body(frame: pl.DataFrame, prefix: str, pattern: str) -> pl.DataFrame:
+def _body(base: pl.LazyFrame, prefix: str, pattern: str) -> pl.LazyFrame:
     """The rows whose body starts with ``prefix`` and matches ``pattern``, with its groups."""
-    sub = frame.filter(frame["body"].str.starts_with(prefix))
-    return sub.with_columns(sub["body"].str.extract_groups(pattern).alias("g")).unnest("g")
+    body = pl.col("body")
+    return (
+        base.filter(body.str.starts_with(prefix))
+        .with_columns(body.str.extract_groups(pattern).alias("g"))
+        .unnest("g")
+    )
 
 
 def fast_rows(lines: list[str] | pl.Series, upper: int) -> FastRows:
-    """Parse the lines the vectorised path can take; mark which ones it took."""
+    """Parse the lines the vectorised path can take; mark which ones it took.
+
+    One lazy plan, collected once for the three kinds of line: polars runs it without the
+    GIL (a stream consumer fetches the next batch meanwhile) and shares the split of the
+    lines between the three.
+    """
     series = as_series(lines)
     n = len(series)
-    parts = series.str.splitn(",", 3).struct.unnest()
-    t, u = parts["field_0"], parts["field_1"]
+    t, u = pl.col("field_0"), pl.col("field_1")
     ts = t.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False).dt.epoch("s")
     user = u.cast(pl.Int64, strict=False)
     head_ok = (
@@ -73,43 +81,47 @@ def fast_rows(lines: list[str] | pl.Series, upper: int) -> FastRows:
         & u.str.contains(_USER)
         & user.is_between(1, _MAX_ID - 1)
     )
-    frame = pl.DataFrame(
-        [pl.int_range(1, n + 1, eager=True).alias("line"), user.alias("user_id"),
-         ts.alias("timestamp"), parts["field_2"].alias("body")]
-    ).filter(head_ok.fill_null(False))  # fmt: skip
+    base = (
+        pl.LazyFrame([pl.int_range(1, n + 1, eager=True).alias("line"), series.alias("text")])
+        .with_columns(pl.col("text").str.splitn(",", 3).alias("p"))
+        .unnest("p")
+        .filter(head_ok.fill_null(False))
+        .select(
+            "line", user.alias("user_id"), ts.alias("timestamp"), pl.col("field_2").alias("body")
+        )
+        .cache()
+    )
     ok_id = pl.col("movie_id").is_between(1, _MAX_ID - 1)
     w = (
-        _body(frame, "GET /data/m/", _WATCH)
+        _body(base, "GET /data/m/", _WATCH)
         .with_columns(
             movie_id=pl.col("m").cast(pl.Int64, strict=False),
             minute=pl.col("x").cast(pl.Int64, strict=False),
         )
         .filter(ok_id)
+        .select("user_id", "movie_id", "minute", "timestamp", "line")
     )
     r = (
-        _body(frame, "GET /rate/", _RATE)
+        _body(base, "GET /rate/", _RATE)
         .with_columns(
             movie_id=pl.col("m").cast(pl.Int64, strict=False),
             rating=pl.col("x").cast(pl.Float64, strict=False),
         )
         .filter(ok_id & pl.col("rating").is_between(0.5, 5.0) & ((pl.col("rating") * 2) % 1 == 0))
+        .select("user_id", "movie_id", "rating", "timestamp", "line")
     )
     q = (
-        _body(frame, "recommendation request ", _RECO)
+        _body(base, "recommendation request ", _RECO)
         .filter(pl.col("result").is_not_null())
         .with_columns(
             status=pl.col("status").cast(pl.Int64, strict=False),
             latency_ms=pl.col("latency").cast(pl.Float64, strict=False),
         )
+        .select("user_id", "timestamp", "status", "result", "latency_ms", "server", "line")
     )
+    frames = pl.collect_all([w, r, q])
     accepted = np.zeros(n, bool)
-    for taken in (w, r, q):
+    for taken in frames:
         accepted[taken["line"].to_numpy() - 1] = True
-    return FastRows(
-        accepted,
-        w.select("user_id", "movie_id", "minute", "timestamp", "line").to_arrow(),
-        r.select("user_id", "movie_id", "rating", "timestamp", "line").to_arrow(),
-        q.select(
-            "user_id", "timestamp", "status", "result", "latency_ms", "server", "line"
-        ).to_arrow(),
-    )
+    wt, rt, qt = (f.to_arrow() for f in frames)
+    return FastRows(accepted, wt, rt, qt)

@@ -82,6 +82,19 @@ class ConsumerStats:
         }
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """A batch stored durably, waiting for its offsets to be committed."""
+
+    n: int
+    last: dict[int, int]  # partition -> last offset in the batch
+    rejects: int = 0
+    duplicates: int = 0
+    replayed: int = 0
+    feedback_new: int = 0
+    served_new: int = 0
+
+
 def consumer_config(bootstrap: str, group: str) -> dict[str, Any]:
     """Librdkafka settings: manual commits, short fetch waits (see STYLE's stream anchors)."""
     return {
@@ -134,10 +147,11 @@ class StreamConsumer:
         # the first parse imports what pyarrow loads lazily (pandas, ~0.3 s): pay it now,
         # not in the first batch's latency
         parse_lines(["1970-01-02T00:00:00,1,GET /rate/1=1"], source="warm-up", now=86_400)
-        # consume() of the next batch overlaps parse + store + commit of this one (librdkafka,
-        # polars and SQLite's fsync release the GIL); one batch in flight keeps the order
+        # consume() of the next batch overlaps parse + store of this one (librdkafka, polars
+        # and SQLite's fsync release the GIL); one batch in flight keeps the order; every
+        # Kafka call (consume, commit) stays on the consuming thread
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="movierec-consumer")
-        self._pending: Future[int] | None = None
+        self._pending: Future[_Stored] | None = None
         self.consumer = Consumer(consumer_config(bootstrap, group))
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
 
@@ -148,8 +162,12 @@ class StreamConsumer:
         logger.info("assigned partitions %s", sorted(p.partition for p in partitions))
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        if self._pending is not None:  # the batch in flight is stored and committed (or
-            futures_wait([self._pending])  # failed, raised by run) before letting go
+        pending = self._pending  # the batch in flight is stored and committed (or failed,
+        if pending is not None:  # raised by run) before letting go
+            futures_wait([pending])
+            if pending.exception() is None:
+                self._pending = None
+                self._finish(pending.result())
         revoked = [p.partition for p in partitions]
         self._commit([p for p in revoked if p in self._next])
         self._assigned -= set(revoked)
@@ -165,15 +183,19 @@ class StreamConsumer:
 
     # ------------------------------------------------------------------ batches
     def process(self, messages: list[Any]) -> int:
-        """Parse, validate and durably store one batch; return the events in it.
+        """Parse, validate and durably store one batch, then commit it; return its events.
 
         Raises:
             RejectRateExceededError: The running reject rate is above the limit (nothing of the
                 batch is stored or committed).
         """
+        return self._finish(self._store(messages))
+
+    def _store(self, messages: list[Any]) -> _Stored:
+        """Parse, validate and durably store one batch (no Kafka call: any thread may run it)."""
         n = len(messages)
         if n == 0:
-            return 0
+            return _Stored(0, {})
         values = [m.value() for m in messages]
         parts = np.array([m.partition() for m in messages], np.int32)
         offsets = np.array([m.offset() for m in messages], np.int64)
@@ -206,21 +228,38 @@ class StreamConsumer:
         else:
             raise RuntimeError("could not store the batch: offsets kept moving")
         self._write_rejects(rejects)
-        for p, offset in last.items():
+        return _Stored(
+            n,
+            last,
+            rejects=len(rejects),
+            duplicates=log.report.duplicate_rows,
+            replayed=int(n - fresh.sum()),
+            feedback_new=log.watches.num_rows + log.ratings.num_rows,
+            served_new=tables["served"].num_rows,
+        )
+
+    def _finish(self, done: _Stored) -> int:
+        """Commit a stored batch's offsets and count it (on the consuming thread only).
+
+        librdkafka serialises calls on a consumer: a commit from another thread waits until
+        the consuming thread is between two ``consume`` calls, which an idle loop hardly
+        ever is (measured: a commit from a second thread did not get through in 10 s).
+        """
+        if done.n == 0:
+            return 0
+        for p, offset in done.last.items():
             self._next[p] = max(self._next.get(p, 0), offset + 1)
-        self._commit(sorted(last))
-        fb_new = log.watches.num_rows + log.ratings.num_rows
-        served_new = tables["served"].num_rows
+        self._commit(sorted(done.last))
         s = self.stats
-        s.events, s.rejects, s.batches = total, bad, s.batches + 1
-        s.duplicates += log.report.duplicate_rows
-        s.replayed += int(n - fresh.sum())
-        s.feedback_new += fb_new
-        s.served_new += served_new
+        s.events, s.rejects, s.batches = s.events + done.n, s.rejects + done.rejects, s.batches + 1
+        s.duplicates += done.duplicates
+        s.replayed += done.replayed
+        s.feedback_new += done.feedback_new
+        s.served_new += done.served_new
         s.finished = time.monotonic()
         if self.metrics is not None:
-            self.metrics.batch(n, len(rejects), fb_new, served_new)
-        return n
+            self.metrics.batch(done.n, done.rejects, done.feedback_new, done.served_new)
+        return done.n
 
     def _write_rejects(self, rejects: list[Reject]) -> None:
         if not rejects:
@@ -283,13 +322,15 @@ class StreamConsumer:
             while stop is None or not stop.is_set():
                 msgs = self.consumer.consume(self.batch_size, timeout=0.1)
                 good = [m for m in msgs if m.error() is None]
-                for m in msgs:
-                    if m.error() is not None:
-                        logger.warning("consumer error: %s", m.error())
+                if len(good) < len(msgs):
+                    for m in msgs:
+                        if m.error() is not None:
+                            logger.warning("consumer error: %s", m.error())
                 now = time.monotonic()
-                if good:
+                if self._pending is not None and (good or self._pending.done()):
                     self._wait()  # one batch in flight: stored and committed in order
-                    self._pending = self._worker.submit(self.process, good)
+                if good:
+                    self._pending = self._worker.submit(self._store, good)
                     handed += len(good)
                     idle_since = now
                     if on_batch is not None:
@@ -307,10 +348,10 @@ class StreamConsumer:
         return self.stats
 
     def _wait(self) -> None:
-        """Wait for the batch in flight; its error (e.g. the reject rate) is raised here."""
+        """Wait for the batch in flight and commit it; its error (the reject rate) is raised."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            pending.result()
+            self._finish(pending.result())
 
     def _idle_over(self, now: float, start: float, idle_since: float, limit: float) -> bool:
         """Idle for ``limit`` seconds since partitions were assigned (or the last batch).
