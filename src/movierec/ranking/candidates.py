@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.models.base import Recommender
-from movierec.models.topk import mask_rows, topk
+from movierec.models.topk import topk
 
 #: Bytes of dense score rows (all sources, with their top-k copies) per chunk of queries.
 CANDIDATE_CHUNK_BYTES = 512 * 1024 * 1024
@@ -93,12 +93,13 @@ def generate(
     stacked = np.empty((n_src, n_q, n_items), np.float32)
     for j, name in enumerate(names):
         stacked[j] = sources[name].score_rows(values, timestamps)
-    work = stacked.copy()
-    for j in range(n_src):
-        mask_rows(work[j], exclude)
     kk = min(per_source, n_items)
-    prop = topk(work.reshape(n_src * n_q, n_items), kk).items.reshape(n_src, n_q, kk)
-    del work
+    if n_q == 1:  # serving: one top-k call over every source's row
+        work = stacked.reshape(n_src, n_items).copy()
+        work[:, exclude.indices] = -np.inf
+        prop = topk(work, kk).items.reshape(n_src, 1, kk)
+    else:  # a batch: one source at a time keeps top-k's temporaries to one source's rows
+        prop = np.stack([topk(stacked[j].copy(), kk, exclude=exclude).items for j in range(n_src)])
     # (source, query, rank) of every proposal; pairs = distinct (query, item) keys
     src = np.repeat(np.arange(n_src), n_q * kk)
     prow = np.tile(np.repeat(np.arange(n_q), kk), n_src)

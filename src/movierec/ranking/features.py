@@ -318,7 +318,7 @@ class FeatureStore:
     def genre_taste(self, ctx: QueryContext) -> np.ndarray:
         """(queries × genres) history weighted by recency rank (half-life 10 items), normalised."""
         v = ctx.values
-        w = _recency_rank_weights(ctx.timestamps, half_life=10.0)
+        w = np.power(0.5, _recency_rank(ctx.timestamps) / 10.0)
         weighted = sp.csr_matrix((w, v.indices, v.indptr), shape=v.shape)
         taste = np.asarray((weighted @ self.item_genres).todense(), dtype=np.float64)
         norm = taste.sum(axis=1, keepdims=True)
@@ -338,10 +338,6 @@ def _recency_rank(ts: sp.csr_matrix) -> np.ndarray:
     pos = np.empty(order.size, dtype=np.int64)
     pos[order] = np.arange(order.size)
     return (pos - ts.indptr[:-1][rows]).astype(np.float64)
-
-
-def _recency_rank_weights(ts: sp.csr_matrix, half_life: float) -> np.ndarray:
-    return np.power(0.5, _recency_rank(ts) / half_life)
 
 
 def cross_features(
@@ -382,11 +378,7 @@ def cross_features(
         )
         sims = latest @ similarity
         rr = (rows[:, None] * LAST_N + np.arange(LAST_N)[None, :]).ravel()
-        cols = np.repeat(items, LAST_N)
-        if sims.shape[0] * sims.shape[1] <= DENSE_SIMS:  # a few queries (serving): read densely
-            stack = sims.toarray()[rr, cols].reshape(items.size, LAST_N)
-        else:
-            stack = _pairs(sims, rr, cols).reshape(items.size, LAST_N)
+        stack = _pairs(sims, rr, np.repeat(items, LAST_N)).reshape(items.size, LAST_N)
         n_last = np.minimum(np.diff(ctx.timestamps.indptr), LAST_N)[rows]
         out["sim_last_1"] = stack[:, 0]
         out["sim_last_max"] = stack.max(axis=1)
@@ -400,6 +392,7 @@ def cross_features(
 
 
 def _pairs(m: sp.spmatrix, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Values of a sparse matrix at (rows, items) pairs (0 where absent)."""
-    m = sp.csr_matrix(m)
-    return np.asarray(m[rows, items], dtype=np.float64).ravel()
+    """Values of a sparse matrix at (rows, items) pairs (0 where absent); a small one densely."""
+    if m.shape[0] * m.shape[1] <= DENSE_SIMS:  # a few queries (serving)
+        return np.asarray(m.toarray()[rows, items], dtype=np.float64)
+    return np.asarray(sp.csr_matrix(m)[rows, items], dtype=np.float64).ravel()
