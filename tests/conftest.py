@@ -5,9 +5,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from movierec.data.synthetic import SynthConfig, generate
 from movierec.settings import Settings, get_settings
+
+# no per-example deadline: timing is measured by benchmarks, and a shared 2-core machine made a
+# 200 ms deadline fail on a vocabulary round trip (283 ms under load)
+hypothesis_settings.register_profile("movierec", deadline=None)
+hypothesis_settings.load_profile("movierec")
 
 
 @pytest.fixture

@@ -68,6 +68,40 @@ class VersionInfo:
     created: int
 
 
+#: Tracking databases this process has reached (probed once each).
+_REACHED: set[str] = set()
+
+
+def probe_database(uri: str, timeout_s: int = 5) -> None:
+    """Fail at once when a PostgreSQL or MySQL tracking database refuses connections.
+
+    MLflow retries a refused connection ten times with doubling pauses (about 100 s) while it
+    holds a process-wide lock, so every other MLflow call of the process waits with it.
+
+    Raises:
+        RegistryError: The database did not accept a connection within ``timeout_s``.
+    """
+    if uri in _REACHED or not uri.startswith(("postgresql", "mysql")):
+        return
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(
+        uri, poolclass=NullPool, connect_args={"connect_timeout": timeout_s}
+    )
+    try:
+        with engine.connect():
+            pass
+    except Exception as e:
+        raise RegistryError(
+            f"the tracking database {redact(uri)} does not accept connections "
+            f"({type(e).__name__}); check MOVIEREC_MLFLOW_URI"
+        ) from None
+    finally:
+        engine.dispose()
+    _REACHED.add(uri)
+
+
 class Tracker:
     """Thin, typed layer over ``MlflowClient`` for one experiment and one registered model."""
 
@@ -80,6 +114,7 @@ class Tracker:
             settings.reveal(settings.mlflow_uri) or f"sqlite:///{settings.mlflow_db.resolve()}"
         )
         settings.home.mkdir(parents=True, exist_ok=True)
+        probe_database(self.uri)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.model_name = settings.registered_model
         exp = self.client.get_experiment_by_name(settings.mlflow_experiment)

@@ -149,23 +149,23 @@ async def recommend_plain(user_id: UserId, engine: EngineDep, state: StateDep) -
     response_model=BatchOut,
     responses={422: {"description": "Invalid body, or a batch over the work budget."}},
 )
-async def recommend_batch(
-    body: BatchIn, engine: EngineDep, state: StateDep, response: Response
-) -> BatchOut:
+async def recommend_batch(body: BatchIn, engine: EngineDep, state: StateDep) -> Response:
     """Many users at once: known users are scored as one matrix product.
 
     Bounded before any work: at most ``MOVIEREC_MAX_BATCH_USERS`` users, users × k at most
     ``MOVIEREC_MAX_BATCH_ITEMS``, and an answer of at most ``MOVIEREC_MAX_RESPONSE_BYTES``.
+    The answer is serialised in the worker thread too: tens of thousands of items rendered on
+    the event loop held ``/health`` for seconds.
     """
     check_budget(state, engine, len(body.user_ids), body.k)
-    provenance(response, engine)
     name = body.strategy or engine.bundle.default_strategy
 
-    def run() -> BatchOut:
+    def run() -> Response:
         answers = engine.batch(body.user_ids, body.k, name)
-        return BatchOut(
+        out = BatchOut(
             model_version=engine.version, results=[_out(engine, a, False) for a in answers]
         )
+        return json_answer(engine, out.model_dump_json())
 
     return await state.work.run(run)
 
