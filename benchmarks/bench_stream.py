@@ -3,8 +3,8 @@
     python benchmarks/bench_stream.py [--events 500000] [--out benchmarks/results/stream.json]
 
 Throughput: the same topic (2 partitions, a realistic mix of watch, rating and request lines)
-is drained by (a) a bare confluent-kafka loop (``consume(10000)``, decode, synchronous commit
-per batch) and (b) movierec's consumer, its own ``run`` loop (``consume(10000)``; parse +
+is drained by (a) a bare confluent-kafka loop (``consume(batch)``, decode, synchronous commit
+per batch) and (b) movierec's consumer, its own ``run`` loop (``consume(batch)``; parse +
 validate + durable idempotent SQLite segment write + synchronous commit, one batch in flight
 while the next is consumed), alternated, each with a fresh group; timing starts at the
 first non-empty batch (group joins excluded) and ends when the last batch is committed.
@@ -54,7 +54,7 @@ def make_lines(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def bare(bootstrap: str, topic: str, n: int, group: str) -> float:
+def bare(bootstrap: str, topic: str, n: int, group: str, batch: int) -> float:
     from confluent_kafka import Consumer
 
     from movierec.streams.consumer import consumer_config
@@ -65,7 +65,7 @@ def bare(bootstrap: str, topic: str, n: int, group: str) -> float:
     c.subscribe([topic])
     got, t0 = 0, None
     while got < n:
-        msgs = c.consume(10_000, timeout=0.1)
+        msgs = c.consume(batch, timeout=0.1)
         if not msgs:
             continue
         t0 = t0 or time.perf_counter()
@@ -79,12 +79,12 @@ def bare(bootstrap: str, topic: str, n: int, group: str) -> float:
     return n / dt
 
 
-def ours(bootstrap: str, topic: str, n: int, group: str, db: Path) -> float:
+def ours(bootstrap: str, topic: str, n: int, group: str, db: Path, batch: int) -> float:
     from movierec.data.feedback import FeedbackStore
     from movierec.streams.consumer import ConsumerStats, StreamConsumer
 
     store = FeedbackStore(f"sqlite:///{db}", overlay=False)
-    c = StreamConsumer(store, bootstrap=bootstrap, topic=topic, group=group, batch_size=10_000)
+    c = StreamConsumer(store, bootstrap=bootstrap, topic=topic, group=group, batch_size=batch)
     t0: list[float] = []
 
     def first(stats: ConsumerStats) -> None:  # called when a batch is handed over
@@ -157,10 +157,14 @@ def main() -> None:
     )
     ap.add_argument("--events", type=int, default=500_000)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/stream.json")
+    ap.add_argument("--batch", type=int, default=None, help="Both sides (consumer's default)")
+    ap.add_argument("--rounds", type=int, default=3, help="Alternated rounds (medians)")
     args = ap.parse_args()
     from movierec.streams.broker import Broker, create_topic
+    from movierec.streams.consumer import BATCH
     from movierec.streams.producer import LineProducer
 
+    batch = args.batch or BATCH
     lines = make_lines(args.events)
     with Broker() as b:
         create_topic(b.bootstrap, "bench", 2)
@@ -170,14 +174,15 @@ def main() -> None:
         assert p.flush(120) == 0
         tmp = Path(tempfile.mkdtemp())
         runs: dict[str, list[float]] = {"bare": [], "movierec": []}
-        for i in range(2):
+        for i in range(args.rounds):
             order = ("bare", "movierec") if i % 2 == 0 else ("movierec", "bare")
             for side in order:
                 if side == "bare":
-                    runs["bare"].append(bare(b.bootstrap, "bench", args.events, f"bare{i}"))
+                    runs["bare"].append(bare(b.bootstrap, "bench", args.events, f"bare{i}", batch))
                 else:
+                    db = tmp / f"fb{i}.db"
                     runs["movierec"].append(
-                        ours(b.bootstrap, "bench", args.events, f"ours{i}", tmp / f"fb{i}.db")
+                        ours(b.bootstrap, "bench", args.events, f"ours{i}", db, batch)
                     )
                 print(f"{side}: {runs[side][-1]:,.0f} events/s", flush=True)
         create_topic(b.bootstrap, "fresh", 2)
@@ -185,6 +190,7 @@ def main() -> None:
     bare_rate, our_rate = statistics.median(runs["bare"]), statistics.median(runs["movierec"])
     result: dict[str, Any] = {
         "events": args.events,
+        "batch": batch,
         "avg_line_bytes": sum(map(len, lines)) / len(lines),
         "bare_events_per_s": bare_rate,
         "movierec_events_per_s": our_rate,

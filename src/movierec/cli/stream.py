@@ -57,7 +57,9 @@ def consume(
         str | None, typer.Option(help="Release or folder whose movies resolve title slugs.")
     ] = None,
     data_dir: DataDirOpt = None,
-    batch: Annotated[int, typer.Option(min=1, help="Messages per batch.")] = 10_000,
+    batch: Annotated[
+        int | None, typer.Option(min=1, help="Messages per batch (default 50,000).")
+    ] = None,
     max_reject_rate: Annotated[
         float | None, typer.Option(help="Stop (exit 3, batch not committed) above this share.")
     ] = None,
@@ -77,7 +79,7 @@ def consume(
     from movierec.data.events import slug_index
     from movierec.data.feedback import FeedbackStore
     from movierec.data.tables import load_tables
-    from movierec.streams.consumer import RejectRateExceededError, StreamConsumer
+    from movierec.streams.consumer import BATCH, RejectRateExceededError, StreamConsumer
     from movierec.streams.metrics import StreamMetrics
 
     s = get_settings()
@@ -96,7 +98,7 @@ def consume(
             topic=topic or s.kafka_topic,
             group=group or s.kafka_group,
             slugs=slugs,
-            batch_size=batch,
+            batch_size=batch or BATCH,
             max_reject_rate=max_reject_rate,
             reject_file=rejects,
             metrics=metrics,

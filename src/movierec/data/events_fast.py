@@ -63,14 +63,15 @@ def _body(base: pl.LazyFrame, prefix: str, pattern: str) -> pl.LazyFrame:
     )
 
 
-def fast_rows(lines: list[str] | pl.Series, upper: int) -> FastRows:
-    """Parse the lines the vectorised path can take; mark which ones it took.
+def fast_rows(series: pl.Series, upper: int) -> FastRows:
+    """Parse the lines (without line ends: :func:`as_series`) the vectorised path can take.
+
+    Marks which ones it took.
 
     One lazy plan, collected once for the three kinds of line: polars runs it without the
     GIL (a stream consumer fetches the next batch meanwhile) and shares the split of the
     lines between the three.
     """
-    series = as_series(lines)
     n = len(series)
     t, u = pl.col("field_0"), pl.col("field_1")
     ts = t.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False).dt.epoch("s")
