@@ -7,8 +7,10 @@ import logging
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
+from movierec.lifecycle.tracking import RegistryError, probe_database
 from movierec.redact import install_log_redaction, register_secret
 from movierec.service.app import create_app
 from movierec.settings import Settings
@@ -29,6 +31,16 @@ def test_model_status_answers_when_the_tracking_server_hangs(home: Path) -> None
     assert r.status_code == 200
     assert "did not answer" in r.json()["registry"]["error"] or r.json()["registry"].get("error")
     assert took < 10
+
+
+def test_a_refused_tracking_database_fails_at_once_without_its_password() -> None:
+    # MLflow itself retries for ~100 s holding a process-wide lock: every other MLflow call of
+    # the process waited with it (the secrets test took 108 s after the test above)
+    t0 = time.perf_counter()
+    with pytest.raises(RegistryError) as err:
+        probe_database("postgresql+psycopg://u:pw-regression-7@127.0.0.1:1/none")
+    assert time.perf_counter() - t0 < 10
+    assert "pw-regression-7" not in str(err.value) and "MOVIEREC_MLFLOW_URI" in str(err.value)
 
 
 def test_domain_422_bodies_match_the_published_schema(client: TestClient) -> None:

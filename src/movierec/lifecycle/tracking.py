@@ -86,9 +86,11 @@ def probe_database(uri: str, timeout_s: int = 5) -> None:
     import sqlalchemy
     from sqlalchemy.pool import NullPool
 
-    engine = sqlalchemy.create_engine(
-        uri, poolclass=NullPool, connect_args={"connect_timeout": timeout_s}
-    )
+    # libpq (psycopg, psycopg2), PyMySQL and mysqlclient take connect_timeout; other drivers
+    # get their own default
+    known = uri.startswith(("postgresql", "mysql+pymysql", "mysql+mysqldb", "mysql:"))
+    args = {"connect_timeout": timeout_s} if known else {}
+    engine = sqlalchemy.create_engine(uri, poolclass=NullPool, connect_args=args)
     try:
         with engine.connect():
             pass
