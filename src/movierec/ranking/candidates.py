@@ -89,7 +89,7 @@ def generate(
             np.concatenate([p.proposed for p in parts]),
         )
     n_src, n_items = len(names), values.shape[1]
-    # every source's scores in one array; their top-k in one call on a masked copy
+    # every source's scores in one array
     stacked = np.empty((n_src, n_q, n_items), np.float32)
     for j, name in enumerate(names):
         stacked[j] = sources[name].score_rows(values, timestamps)

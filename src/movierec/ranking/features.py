@@ -29,7 +29,7 @@ DECAY_DAYS = 180.0
 WINDOWS = (7, 30, 365)
 #: How many of the user's latest items feed the "similar to your last items" features.
 LAST_N = 5
-#: Largest (queries·LAST_N × items) similarity block read as a dense array (serving batches).
+#: Largest sparse block :func:`pair_values` reads as a dense array (serving-size queries).
 DENSE_SIMS = 1 << 21
 
 USER_FEATURES = (
@@ -378,7 +378,7 @@ def cross_features(
         )
         sims = latest @ similarity
         rr = (rows[:, None] * LAST_N + np.arange(LAST_N)[None, :]).ravel()
-        stack = _pairs(sims, rr, np.repeat(items, LAST_N)).reshape(items.size, LAST_N)
+        stack = pair_values(sims, rr, np.repeat(items, LAST_N)).reshape(items.size, LAST_N)
         n_last = np.minimum(np.diff(ctx.timestamps.indptr), LAST_N)[rows]
         out["sim_last_1"] = stack[:, 0]
         out["sim_last_max"] = stack.max(axis=1)
@@ -391,7 +391,7 @@ def cross_features(
     return out
 
 
-def _pairs(m: sp.spmatrix, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+def pair_values(m: sp.spmatrix, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Values of a sparse matrix at (rows, items) pairs (0 where absent); a small one densely."""
     if m.shape[0] * m.shape[1] <= DENSE_SIMS:  # a few queries (serving)
         return np.asarray(m.toarray()[rows, items], dtype=np.float64)

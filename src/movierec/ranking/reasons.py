@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.ranking.features import DENSE_SIMS, WINDOWS, FeatureStore, QueryContext
+from movierec.ranking.features import WINDOWS, FeatureStore, QueryContext, pair_values
 
 #: Trending thresholds kept per query time: one per user's latest event.
 TRENDING_CACHE = 4096
@@ -58,12 +58,9 @@ def reasons_for(
     top_genres = set(np.argsort(-taste[0])[:3].tolist()) if taste.shape[1] else set()
     hist = values.indices
     threshold = trending_threshold(store, cache, float(as_of[0]))
-    if not hist.size:
-        sims = np.zeros((items.size, 0))
-    elif items.size * similarity.shape[1] <= DENSE_SIMS:  # an answer's items: rows densely
-        sims = similarity[items].toarray()[:, hist]
-    else:
-        sims = similarity[items][:, hist].toarray()
+    rows = np.repeat(np.arange(items.size), hist.size)
+    sims = pair_values(similarity[items], rows, np.tile(hist, items.size))
+    sims = sims.reshape(items.size, hist.size)
     out: list[list[Reason]] = []
     for j, i in enumerate(items.tolist()):
         reasons: list[Reason] = []
