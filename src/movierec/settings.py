@@ -88,7 +88,13 @@ class Settings(BaseSettings):
         description="Largest answer a request may ask for (estimated before work; 422 above).",
     )
     work_slots: int = Field(
-        default=2, ge=1, description="Expensive requests (scoring) computed at once per worker."
+        default=8,
+        ge=1,
+        description="Per-request answers (scoring) in progress at once per worker; concurrent "
+        "rows of one model are scored as one batch.",
+    )
+    batch_slots: int = Field(
+        default=2, ge=1, description="`POST /recommend/batch` requests computed at once per worker."
     )
     work_queue: int = Field(
         default=32,

@@ -83,7 +83,7 @@ def test_biggest_allowed_batches_at_once_are_bounded(server: Server, home: Path)
         refused_s = time.perf_counter() - t1
     assert all(s in (200, 503) for s in statuses) and statuses.count(200) >= 2, statuses
     assert max(sizes) <= limits.max_response_bytes
-    # two computed at once (work_slots), each answer at most max_response_bytes: bounded growth
+    # two computed at once (batch_slots), each answer at most max_response_bytes: bounded growth
     assert peak - rss0 < 4 * limits.max_response_bytes / 2**20 + 300, (rss0, peak)
     assert wall < 120
     assert health_s and max(health_s) < 1.0, max(health_s)

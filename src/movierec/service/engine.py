@@ -22,6 +22,7 @@ from movierec.lifecycle.bundle import Bundle
 from movierec.models.base import Recommender
 from movierec.models.mf import BiasedMF
 from movierec.models.topk import topk
+from movierec.service.batching import RowBatcher
 from movierec.service.cache import ByteLRU
 from movierec.service.catalog import Item, MovieCatalog
 from movierec.service.explain import explain_items
@@ -74,6 +75,8 @@ class Engine:
         #: Top-N arrays by (strategy, user index) and serialized plain answers by (strategy,
         #: user index, k), under one byte budget.
         self.cache: ByteLRU[Any] = ByteLRU(cache_bytes)
+        #: Per-request scoring of concurrent requests, batched per model.
+        self.batcher = RowBatcher()
         #: Provenance headers, encoded once (set by the renderer on first use).
         self.raw_headers: list[tuple[bytes, bytes]] | None = None
 
@@ -180,7 +183,7 @@ class Engine:
         if user_idx is not None and fb is None:
             return model.score_users(np.array([user_idx]))[0]
         values, ts = self.overlay.row(user_idx, fb)
-        return model.score_rows(values, ts)[0]
+        return self.batcher.score(model, values, ts)
 
     def recommend(
         self,
@@ -203,8 +206,13 @@ class Engine:
             assert user_idx is not None
             items, scores = self._cached(base, user_idx)
             return self._answer(user_id, strategy, base, items[:k], scores[:k])
-        scores = self.scores_for(base, user_idx, feedback)
         source = base if feedback is None else f"{base}_foldin"
+        exclude = self.overlay.exclusions(user_idx, feedback, exclude_seen)
+        if strategy != "mixed" and feedback is not None:  # per request: batched with others
+            values, ts = self.overlay.row(user_idx, feedback)
+            rb = self.batcher.top(self.model(base), values, ts, exclude, k)
+            return self._answer(user_id, strategy, source, rb.items[0], rb.scores[0])
+        scores = self.scores_for(base, user_idx, feedback)
         if strategy == "mixed":
             a = 0.8 if alpha is None else alpha
             model_part, pop_part = self._normalise(scores), self._normalise(self.catalog.popularity)
@@ -212,11 +220,7 @@ class Engine:
             scores = np.full(scores.shape, -np.inf, dtype=np.float32)
             scores[ok] = a * model_part[ok] + (1 - a) * pop_part[ok]
             source = f"mixed({base},popularity,alpha={a:g})"
-        rb = topk(
-            scores[None, :].copy(),
-            k,
-            exclude=self.overlay.exclusions(user_idx, feedback, exclude_seen),
-        )
+        rb = topk(scores[None, :].copy(), k, exclude=exclude)
         return self._answer(user_id, strategy, source, rb.items[0], rb.scores[0])
 
     def _answer(
@@ -284,9 +288,9 @@ class Engine:
         if not self.catalog.item_index(liked)[0].size:
             ans = self._fallback(None, k, fb, strategy)
         else:
-            self.model(strategy)
-            scores = self.scores_for(strategy, None, fb)
-            rb = topk(scores[None, :].copy(), k, exclude=self.overlay.exclusions(None, fb, True))
+            values, ts = self.overlay.row(None, fb)
+            exclude = self.overlay.exclusions(None, fb, True)
+            rb = self.batcher.top(self.model(strategy), values, ts, exclude, k)
             ans = self._answer(None, strategy, f"{strategy}_foldin", rb.items[0], rb.scores[0])
         ans.unknown_movies = unknown
         return ans

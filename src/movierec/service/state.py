@@ -76,6 +76,8 @@ class ServiceState:
     reload_lock: threading.RLock = field(default_factory=threading.RLock)
     last_error: str | None = None
     work: WorkLimiter = field(init=False)
+    #: ``POST /recommend/batch``: few at once (each is many users' answers in memory).
+    batches: WorkLimiter = field(init=False)
     #: Whether the background warm of the current engine is still running.
     warming: bool = False
     jobs: TrainingJobs = field(init=False)
@@ -86,6 +88,7 @@ class ServiceState:
 
     def __post_init__(self) -> None:
         self.work = WorkLimiter(self.settings.work_slots, self.settings.work_queue)
+        self.batches = WorkLimiter(self.settings.batch_slots, self.settings.work_queue)
         self.jobs = TrainingJobs(self.settings.home)
         self.experiments = ExperimentWatch(self.settings.experiments_path)
         self.versions = VersionEngines(self.settings)

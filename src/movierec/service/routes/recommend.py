@@ -167,7 +167,7 @@ async def recommend_batch(body: BatchIn, engine: EngineDep, state: StateDep) -> 
         )
         return json_answer(engine, out.model_dump_json())
 
-    return await state.work.run(run)
+    return await state.batches.run(run)
 
 
 def check_budget(state: ServiceState, engine: Engine, users: int, k: int) -> None:

@@ -1,0 +1,151 @@
+"""Dynamic batching of per-request scoring: same answers as one by one, batches really form."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from movierec.data.feedback import UserFeedback
+from movierec.lifecycle.bundle import load_bundle
+from movierec.service.batching import RowBatcher
+from movierec.service.engine import Engine
+
+
+@pytest.fixture(scope="module")
+def engine(trained_home: Path) -> Engine:
+    return Engine(load_bundle(trained_home / "bundles"))
+
+
+def _rows(engine: Engine, n: int) -> list[tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]]:
+    """(values, times, exclusions) of ``n`` known users, each with one fresh like."""
+    out = []
+    movies = engine.bundle.items.ids
+    for u in range(n):
+        fb = UserFeedback()
+        fb.apply(int(movies[(7 * u) % movies.size]), "like", None)
+        values, ts = engine.overlay.row(u, fb)
+        out.append((values, ts, engine.overlay.exclusions(u, fb, True)))
+    return out
+
+
+def _gate(monkeypatch: pytest.MonkeyPatch, model: Any) -> tuple[threading.Event, threading.Event]:
+    """Hold the model's first scoring call until released (so that later callers queue up)."""
+    entered, release = threading.Event(), threading.Event()
+    real = model.score_rows
+
+    def gated(values: sp.csr_matrix, timestamps: sp.csr_matrix | None = None) -> np.ndarray:
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(30)
+        out: np.ndarray = real(values, timestamps)
+        return out
+
+    monkeypatch.setattr(model, "score_rows", gated)
+    return entered, release
+
+
+@pytest.mark.parametrize("strategy", ["ranked", "ease", "als"])
+def test_rows_that_arrive_together_are_scored_as_one_batch_with_the_same_answers(
+    engine: Engine, strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = engine.model(strategy)
+    rows = _rows(engine, 7)
+    alone = [model.recommend_history(v, 10, timestamps=t) for v, t, _ in rows]
+    batcher = RowBatcher()
+    entered, release = _gate(monkeypatch, model)
+    results: dict[int, Any] = {}
+
+    def ask(i: int) -> None:
+        v, t, ex = rows[i]
+        results[i] = batcher.top(model, v, t, ex, 10 if i % 2 else 5)
+
+    first = threading.Thread(target=ask, args=(0,))
+    first.start()
+    assert entered.wait(30)  # the first row is being scored: the next six queue up
+    others = [threading.Thread(target=ask, args=(i,)) for i in range(1, 7)]
+    for t in others:
+        t.start()
+    while len(batcher._queue) < 6:  # all six queued behind the running batch
+        threading.Event().wait(0.01)
+    release.set()
+    for t in [first, *others]:
+        t.join(60)
+    assert (batcher.batches, batcher.rows) == (2, 7)  # one alone, then the six together
+    for i, rb in results.items():
+        k = 10 if i % 2 else 5
+        np.testing.assert_array_equal(rb.items[0], alone[i].items[0][:k])
+        np.testing.assert_allclose(rb.scores[0], alone[i].scores[0][:k], rtol=1e-6)
+
+
+def test_one_bad_row_fails_only_its_own_request(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = engine.model("ease")
+    rows = _rows(engine, 3)
+    values, ts, _ = rows[1]
+    extra = (ts.indices.max() + 1) % ts.shape[1]
+    broken_ts = sp.csr_matrix(  # times of one more item than the history has
+        (np.append(ts.data, 1.0), np.append(ts.indices, extra), np.array([0, ts.nnz + 1])),
+        shape=ts.shape,
+    )
+    with pytest.raises(ValueError, match="columns"):  # refused before it joins a batch
+        RowBatcher().score(model, sp.csr_matrix((1, values.shape[1] + 1)), None)
+    batcher = RowBatcher()
+    entered, release = _gate(monkeypatch, model)
+    results: dict[int, Any] = {}
+
+    def ask(i: int, values: sp.csr_matrix, ts: sp.csr_matrix | None) -> None:
+        try:
+            results[i] = batcher.score(model, values, ts)
+        except Exception as e:
+            results[i] = e
+
+    jobs = [(0, rows[0][0], rows[0][1]), (1, values, broken_ts), (2, rows[2][0], rows[2][1])]
+    threads = [threading.Thread(target=ask, args=job) for job in jobs]
+    threads[0].start()
+    assert entered.wait(30)
+    for t in threads[1:]:
+        t.start()
+    while len(batcher._queue) < 2:
+        threading.Event().wait(0.01)
+    release.set()
+    for t in threads:
+        t.join(60)
+    assert isinstance(results[1], Exception)
+    for i in (0, 2):
+        np.testing.assert_allclose(
+            results[i], model.score_rows(rows[i][0], rows[i][1])[0], rtol=1e-6
+        )
+
+
+def test_concurrent_fold_in_answers_equal_sequential_ones(engine: Engine) -> None:
+    users = [int(u) for u in engine.bundle.users.ids[:12]]
+    movies = engine.bundle.items.ids
+    feedback = {}
+    for i, u in enumerate(users):
+        fb = UserFeedback()
+        fb.apply(int(movies[(11 * i) % movies.size]), "like", None)
+        feedback[u] = fb
+    expected = {u: engine.recommend(u, 10, "ranked", feedback=feedback[u]) for u in users}
+    got: dict[int, Any] = {}
+    start = threading.Barrier(len(users))
+
+    def ask(u: int) -> None:
+        start.wait()
+        got[u] = engine.recommend(u, 10, "ranked", feedback=feedback[u])
+
+    before = engine.batcher.batches
+    threads = [threading.Thread(target=ask, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for u in users:
+        assert [i.movie_id for i in got[u].items] == [i.movie_id for i in expected[u].items]
+        assert got[u].source == "ranked_foldin"
+    assert engine.batcher.batches - before <= len(users)
