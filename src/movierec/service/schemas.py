@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
@@ -159,3 +159,18 @@ class RecommendQuery(BaseModel):
     exclude_seen: bool = True
     explain: bool = False
     alpha: float | None = Field(default=None, ge=0, le=1, description="Blend weight of mixed.")
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI ``parameters`` (in: query) of a query model's fields, for ``openapi_extra``."""
+    props = model.model_json_schema()["properties"]
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": schema,
+            **({"description": schema["description"]} if "description" in schema else {}),
+        }
+        for name, schema in props.items()
+    ]

@@ -6,7 +6,9 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
+from pydantic import ValidationError
 
 from movierec.data.feedback import UserFeedback
 from movierec.service.deps import EngineDep, StateDep, current
@@ -23,6 +25,7 @@ from movierec.service.schemas import (
     RecommendQuery,
     SessionIn,
     Strategy,
+    query_parameters,
 )
 from movierec.service.state import ServiceState
 
@@ -56,14 +59,29 @@ def _recommend(
     return _out(engine, ans, explain)
 
 
-@router.get("/recommend/user/{user_id}", response_model=RecommendationOut)
-async def recommend_user(
-    user_id: UserId,
-    request: Request,
-    q: Annotated[RecommendQuery, Query()],
-) -> Response:
+def _query(request: Request) -> RecommendQuery:
+    """The query string validated as one :class:`RecommendQuery` (422 like any other field).
+
+    FastAPI's solving of a query model field by field took a fifth of a cached answer's time;
+    the same model validates the same parameters here, in one call.
+    """
+    try:
+        return RecommendQuery.model_validate(request.query_params)
+    except ValidationError as e:
+        raise RequestValidationError(
+            [{**err, "loc": ("query", *err["loc"])} for err in e.errors()]
+        ) from None
+
+
+@router.get(
+    "/recommend/user/{user_id}",
+    response_model=RecommendationOut,
+    openapi_extra={"parameters": query_parameters(RecommendQuery)},
+)
+async def recommend_user(user_id: UserId, request: Request) -> Response:
     """Top-k for a user; unknown users go down the fallback chain (the response says so)."""
     # the hottest route resolves state itself: no dependency solving, no response re-validation
+    q = _query(request)
     k, strategy, exclude_seen, explain, alpha = q.k, q.strategy, q.exclude_seen, q.explain, q.alpha
     state, engine = current(request)
     t0 = time.perf_counter()
