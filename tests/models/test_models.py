@@ -5,6 +5,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from movierec.models.ease import prune_columns, spd_inverse
 from movierec.models.topk import top_indices, topk
@@ -112,6 +114,39 @@ def test_top_indices_take_the_smallest_indices_among_ties() -> None:
         assert sorted(part.tolist()) == sorted([*best.tolist(), *tied.tolist()])
         rb = topk(row[None, :].copy(), 10)
         assert rb.items[0].tolist() == [*sorted(best.tolist()), *tied.tolist()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.sampled_from([40, 300, 2_000, 9_724]),
+    st.sampled_from([1, 7, 50, 150]),
+    st.sampled_from(["random", "ties", "sorted", "mostly-inf", "periodic"]),
+    st.integers(0, 2**31),
+)
+def test_the_prefiltered_selection_equals_the_whole_row_selection(
+    n: int, m: int, kk: int, kind: str, seed: int
+) -> None:
+    """The strided-sample cut of wide rows never changes which items are the top kk."""
+    from movierec.models.topk import _select
+
+    rng = np.random.default_rng(seed)
+    a = rng.random((n, m), dtype=np.float32)
+    if kind == "ties":
+        a = rng.integers(0, 4, (n, m)).astype(np.float32)
+    elif kind == "sorted":
+        a.sort(axis=1)
+    elif kind == "mostly-inf":
+        a[rng.random((n, m)) < 0.97] = -np.inf
+    elif kind == "periodic":
+        a[:, :: max(2, m // (4 * kk))] = 2.0
+    kk = min(kk, m - 1)
+    got, want = top_indices(a, kk), _select(a, kk, -np.inf)
+    for r in range(n):
+        finite = np.isfinite(a[r])
+        assert {i for i in got[r].tolist() if finite[i]} == {
+            i for i in want[r].tolist() if finite[i]
+        }
 
 
 def test_spd_inverse() -> None:

@@ -73,10 +73,48 @@ def top_indices(values: np.ndarray, kk: int, ignore_at_most: float = -np.inf) ->
     selection does not depend on how ``argpartition`` picks among ties (NumPy's SIMD
     partitions differ by CPU). Rows whose ``kk``-th value is at most ``ignore_at_most`` are
     left as partitioned (for callers that drop such values anyway).
+
+    Wide rows are first cut at a threshold read off a strided sample, so that a selection
+    runs over a few hundred values instead of the whole row. The cut is exact: when at least
+    ``kk`` values lie above it, the ``kk`` largest and all their ties are among them; when
+    fewer lie above it but enough are tied with it, the cut is the ``kk``-th value itself and
+    the row's top ``kk`` are those above plus the first of the tied; a row where neither holds
+    (or too many values lie above the cut) is selected over its whole width.
     """
     m = values.shape[1]
     if kk >= m:
         return np.broadcast_to(np.arange(m), values.shape).copy()
+    stride = m // (PREFILTER_SAMPLE * kk)
+    if stride < 2:
+        return _select(values, kk, ignore_at_most)
+    sample = values[:, ::stride]
+    q = min(sample.shape[1], -(-PREFILTER_MARGIN * kk // stride) + 2)
+    cut = np.partition(sample, sample.shape[1] - q, axis=1)[:, sample.shape[1] - q, None]
+    above = values > cut
+    n_gt = above.sum(axis=1)
+    n_ge = n_gt + (values == cut).sum(axis=1)
+    part = np.empty((values.shape[0], kk), np.int64)
+    whole = (n_ge < kk) | (n_gt > m // 4)
+    if whole.any():
+        part[whole] = _select(values[whole], kk, ignore_at_most)
+    for r in np.flatnonzero(~whole).tolist():
+        cols = np.flatnonzero(above[r])  # ascending: ties still go to the smaller index
+        if cols.size >= kk:
+            part[r] = cols[_select(values[r, cols][None, :], kk, ignore_at_most)[0]]
+        else:
+            tied = np.flatnonzero(values[r] == cut[r])[: kk - cols.size]
+            part[r] = np.concatenate([cols, tied])
+    return part
+
+
+#: Sample one value in every ``m / (PREFILTER_SAMPLE · kk)`` of a row (about 4·kk values).
+PREFILTER_SAMPLE = 4
+#: The sample's threshold is set for about this many times ``kk`` values to pass it.
+PREFILTER_MARGIN = 3
+
+
+def _select(values: np.ndarray, kk: int, ignore_at_most: float) -> np.ndarray:
+    """:func:`top_indices` over whole rows (``kk`` < number of columns)."""
     part = np.argpartition(-values, kk - 1, axis=1)[:, :kk]
     thr = np.take_along_axis(values, part, axis=1).min(axis=1)
     n_ge = (values >= thr[:, None]).sum(axis=1)

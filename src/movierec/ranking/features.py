@@ -126,11 +126,24 @@ class FeatureStore:
         self.cum_rating = cum_rating
         self.cum_decay = cum_decay
         self.item_genres = sp.csr_matrix(item_genres, dtype=np.float32)
+        self._genres_f64: tuple[sp.csr_matrix, sp.csr_matrix] | None = None
         self.item_years = item_years
         self.t_ref = t_ref
         self.genre_names = genre_names
         self.n_items = item_start.size - 1
         self.total_log_pop = np.log1p(np.diff(item_start).astype(np.float64))
+
+    @property
+    def item_genres_f64(self) -> sp.csr_matrix:
+        """:attr:`item_genres` in float64, made once, for products with float64 weights.
+
+        SciPy would otherwise upcast the float32 matrix on every such product.
+        """
+        cached = self._genres_f64
+        if cached is None or cached[0] is not self.item_genres:
+            cached = (self.item_genres, sp.csr_matrix(self.item_genres, dtype=np.float64))
+            self._genres_f64 = cached
+        return cached[1]
 
     # ---------------------------------------------------------------- building
     @classmethod
@@ -320,7 +333,7 @@ class FeatureStore:
         v = ctx.values
         w = np.power(0.5, _recency_rank(ctx.timestamps) / 10.0)
         weighted = sp.csr_matrix((w, v.indices, v.indptr), shape=v.shape)
-        taste = np.asarray((weighted @ self.item_genres).todense(), dtype=np.float64)
+        taste = np.asarray((weighted @ self.item_genres_f64).todense(), dtype=np.float64)
         norm = taste.sum(axis=1, keepdims=True)
         return np.divide(taste, norm, out=np.zeros_like(taste), where=norm > 0)
 
@@ -353,10 +366,9 @@ def cross_features(
     g = store.item_genres
     out: dict[str, np.ndarray] = {}
     if g.shape[1]:
-        ig = g[items]
-        pair_rows = np.repeat(np.arange(items.size), np.diff(ig.indptr))
-        vals = taste[rows[pair_rows], ig.indices]
-        n_g = np.maximum(np.diff(ig.indptr), 1)
+        pair_rows, genre_of_pair = csr_rows_entries(g, items)
+        vals = taste[rows[pair_rows], genre_of_pair]
+        n_g = np.maximum(np.diff(g.indptr)[items], 1)
         out["genre_affinity"] = np.bincount(pair_rows, vals, minlength=items.size) / n_g
         mx = np.zeros(items.size)
         np.maximum.at(mx, pair_rows, vals)
@@ -369,9 +381,9 @@ def cross_features(
         n_q = ctx.timestamps.shape[0]
         q_rows = np.repeat(np.arange(n_q), np.diff(ctx.timestamps.indptr))
         sel = rank < LAST_N
-        latest = sp.csr_matrix(
+        latest = sp.csr_matrix(  # float32 like the similarity (a float64 one upcasts it)
             (
-                np.ones(int(sel.sum())),
+                np.ones(int(sel.sum()), np.float32),
                 (q_rows[sel] * LAST_N + rank[sel].astype(np.int64), ctx.timestamps.indices[sel]),
             ),
             shape=(n_q * LAST_N, ctx.timestamps.shape[1]),
@@ -389,6 +401,21 @@ def cross_features(
     out["log_pop_gap"] = store.total_log_pop[items] - user["user_mean_log_pop"][rows]
     out["year_gap"] = store.item_years[items] - user["user_mean_year"][rows]
     return out
+
+
+def csr_rows_entries(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stored entries of the given rows of ``m``, in order: (position in ``rows``, column).
+
+    What ``m[rows].indices`` and its row of each entry give, without building the slice.
+    """
+    starts = m.indptr[rows].astype(np.int64)
+    counts = m.indptr[rows + 1].astype(np.int64) - starts
+    total = int(counts.sum())
+    which = np.repeat(np.arange(rows.size), counts)
+    pos = np.arange(total, dtype=np.int64) + np.repeat(
+        starts - (np.cumsum(counts) - counts), counts
+    )
+    return which, m.indices[pos]
 
 
 def pair_values(m: sp.spmatrix, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
