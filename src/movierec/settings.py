@@ -204,6 +204,12 @@ class Settings(BaseSettings):
         "threads of concurrent requests would compete for the same cores (scale with "
         "--workers instead).",
     )
+    otel: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry instrumentation (traces, metrics and logs "
+        "of every request, when a provider is configured); off, the per-request check costs "
+        "nothing (movierec's own metrics are on /metrics).",
+    )
     ranker_compile: bool = Field(
         default=True,
         description="Compile the learned ranker's trees to native code (lleaves) in the "
