@@ -62,7 +62,7 @@ def test_rows_that_arrive_together_are_scored_as_one_batch_with_the_same_answers
 
     def ask(i: int) -> None:
         v, t, ex = rows[i]
-        results[i] = batcher.top(model, v, t, ex, 10 if i % 2 else 5)
+        results[i] = batcher.top(model, lambda: (v, t, ex), 10 if i % 2 else 5)
 
     first = threading.Thread(target=ask, args=(0,))
     first.start()
@@ -93,7 +93,7 @@ def test_one_bad_row_fails_only_its_own_request(
         (np.append(ts.data, 1.0), np.append(ts.indices, extra), np.array([0, ts.nnz + 1])),
         shape=ts.shape,
     )
-    with pytest.raises(ValueError, match="columns"):  # refused before it joins a batch
+    with pytest.raises(ValueError, match="columns"):  # refused: a row of the wrong width
         RowBatcher().score(model, sp.csr_matrix((1, values.shape[1] + 1)), None)
     batcher = RowBatcher()
     entered, release = _gate(monkeypatch, model)

@@ -18,6 +18,7 @@ raises is retried row by row, so one bad row fails only its own request.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,24 +27,27 @@ import scipy.sparse as sp
 
 from movierec.models.base import Recommender
 from movierec.models.topk import topk
+from movierec.service.metrics import SCORING_BATCHES, SCORING_ROWS
 from movierec.types import RecBatch
 
 #: Rows scored in one call at most (bounds a batch's dense score arrays).
 MAX_ROWS = 32
-#: Batches of one model scored at once (NumPy, SciPy and the compiled trees release the
-#: interpreter lock for much of a batch, so a second batch uses a second core).
-PARALLEL = 1
+
+
+#: What a job's history is made from: ``() -> (values, timestamps, items left out)``.
+Prepare = Callable[[], tuple[sp.csr_matrix, sp.csr_matrix | None, sp.csr_matrix | None]]
 
 
 @dataclass
 class _Job:
     model: Recommender
-    values: sp.csr_matrix
-    timestamps: sp.csr_matrix | None
-    #: Top-k jobs: the items left out (a one-row CSR) and k; score jobs (``k`` None) get the
-    #: whole row.
-    exclude: sp.csr_matrix | None = None
+    #: Builds the row (run by the batch's leader, so that a waiting request holds nothing).
+    prepare: Prepare
+    #: Top-k jobs: k; score jobs (``k`` None) get the whole row.
     k: int | None = None
+    values: sp.csr_matrix | None = None
+    timestamps: sp.csr_matrix | None = None
+    exclude: sp.csr_matrix | None = None
     result: Any = None
     error: BaseException | None = None
     done: bool = False
@@ -73,56 +77,49 @@ class RowBatcher:
         rows: Rows scored so far (``rows / batches`` is the mean batch size).
     """
 
-    def __init__(self, max_rows: int = MAX_ROWS, parallel: int = PARALLEL) -> None:
+    def __init__(self, max_rows: int = MAX_ROWS) -> None:
         self.max_rows = max_rows
-        self.parallel = parallel
         self.batches = 0
         self.rows = 0
         self._cv = threading.Condition()
         self._queue: list[_Job] = []
-        self._running: dict[int, int] = {}
+        #: Models with a batch being scored: one at a time per model (two at once were
+        #: slower on two cores: most of a batch holds the interpreter lock).
+        self._running: set[int] = set()
 
     def score(
         self, model: Recommender, values: sp.csr_matrix, timestamps: sp.csr_matrix | None
     ) -> np.ndarray:
         """Scores (n_items, float32) of one history row under ``model``."""
-        scores: np.ndarray = self._submit(_Job(model, values, timestamps))
+        scores: np.ndarray = self._submit(_Job(model, lambda: (values, timestamps, None)))
         return scores
 
-    def top(
-        self,
-        model: Recommender,
-        values: sp.csr_matrix,
-        timestamps: sp.csr_matrix | None,
-        exclude: sp.csr_matrix,
-        k: int,
-    ) -> RecBatch:
-        """The top ``k`` of one history row (one-row :class:`RecBatch`), ``exclude`` left out.
+    def top(self, model: Recommender, prepare: Prepare, k: int) -> RecBatch:
+        """The top ``k`` (one-row :class:`RecBatch`) of the row ``prepare`` builds.
 
-        The batch's top-k is one call too: each row takes the first ``k`` of the batch's
-        largest ``k``, which is its own top ``k`` (best first, ties by the smaller index).
+        ``prepare`` returns the history row, its times and the items to leave out; the
+        batch's leader calls it, so requests waiting for a batch compete for nothing. The
+        batch's top-k is one call too: each row takes the first ``k`` of the batch's largest
+        ``k``, which is its own top ``k`` (best first, ties by the smaller index).
         """
-        top: RecBatch = self._submit(_Job(model, values, timestamps, exclude, k))
+        top: RecBatch = self._submit(_Job(model, prepare, k))
         return top
 
     def _submit(self, job: _Job) -> Any:
-        model, timestamps = job.model, job.timestamps
-        if job.values.shape != (1, model.n_items):
-            raise ValueError(f"a history row must be 1 × {model.n_items} columns")
+        model = job.model
         key = id(model)
         with self._cv:
             self._queue.append(job)
-            while not job.done and self._running.get(key, 0) >= self.parallel:
+            while not job.done and key in self._running:
                 self._cv.wait()
             if job.done:
                 return job.get()
-            self._running[key] = self._running.get(key, 0) + 1
+            self._running.add(key)
             batch = [job]
             for other in self._queue:
                 if len(batch) >= self.max_rows:
                     break
-                same_kind = (other.timestamps is None) == (timestamps is None)
-                if other is not job and other.model is model and same_kind:
+                if other is not job and other.model is model:
                     batch.append(other)
             taken = {id(j) for j in batch}
             self._queue = [j for j in self._queue if id(j) not in taken]
@@ -130,16 +127,35 @@ class RowBatcher:
             self._run(model, batch)
         finally:
             with self._cv:
-                self._running[key] -= 1
+                self._running.discard(key)
                 for j in batch:
                     j.done = True
                 self.batches += 1
                 self.rows += len(batch)
                 self._cv.notify_all()
+            SCORING_BATCHES.inc()
+            SCORING_ROWS.inc(len(batch))
         return job.get()
 
     @staticmethod
     def _run(model: Recommender, batch: list[_Job]) -> None:
+        ready = []
+        for j in batch:  # a row that cannot be built fails only its own request
+            try:
+                j.values, j.timestamps, j.exclude = j.prepare()
+                if j.values.shape != (1, model.n_items):
+                    raise ValueError(f"a history row must be 1 × {model.n_items} columns")
+                ready.append(j)
+            except Exception as e:
+                j.error = e
+        with_ts = [j for j in ready if j.timestamps is not None]
+        without = [j for j in ready if j.timestamps is None]
+        for group in (with_ts, without):
+            if group:
+                RowBatcher._run_rows(model, group)
+
+    @staticmethod
+    def _run_rows(model: Recommender, batch: list[_Job]) -> None:
         try:
             _score(model, batch)
         except Exception as e:
@@ -156,7 +172,7 @@ class RowBatcher:
 def _score(model: Recommender, batch: list[_Job]) -> None:
     """Score the batch's rows in one call, then the top-k of the rows that ask for it."""
     stamps = [j.timestamps for j in batch if j.timestamps is not None]
-    values = _stack([j.values for j in batch])
+    values = _stack([j.values for j in batch if j.values is not None])
     ts = _stack(stamps) if stamps else None  # all rows have times, or none
     scores = model.score_rows(values, ts)
     tops = [r for r, j in enumerate(batch) if j.k is not None]

@@ -22,7 +22,7 @@ from movierec.lifecycle.bundle import Bundle
 from movierec.models.base import Recommender
 from movierec.models.mf import BiasedMF
 from movierec.models.topk import topk
-from movierec.service.batching import RowBatcher
+from movierec.service.batching import Prepare, RowBatcher
 from movierec.service.cache import ByteLRU
 from movierec.service.catalog import Item, MovieCatalog
 from movierec.service.explain import explain_items
@@ -207,11 +207,12 @@ class Engine:
             items, scores = self._cached(base, user_idx)
             return self._answer(user_id, strategy, base, items[:k], scores[:k])
         source = base if feedback is None else f"{base}_foldin"
-        exclude = self.overlay.exclusions(user_idx, feedback, exclude_seen)
         if strategy != "mixed" and feedback is not None:  # per request: batched with others
-            values, ts = self.overlay.row(user_idx, feedback)
-            rb = self.batcher.top(self.model(base), values, ts, exclude, k)
+            rb = self.batcher.top(
+                self.model(base), self._prepare(user_idx, feedback, exclude_seen), k
+            )
             return self._answer(user_id, strategy, source, rb.items[0], rb.scores[0])
+        exclude = self.overlay.exclusions(user_idx, feedback, exclude_seen)
         scores = self.scores_for(base, user_idx, feedback)
         if strategy == "mixed":
             a = 0.8 if alpha is None else alpha
@@ -222,6 +223,17 @@ class Engine:
             source = f"mixed({base},popularity,alpha={a:g})"
         rb = topk(scores[None, :].copy(), k, exclude=exclude)
         return self._answer(user_id, strategy, source, rb.items[0], rb.scores[0])
+
+    def _prepare(
+        self, user_idx: int | None, fb: UserFeedback | None, exclude_seen: bool
+    ) -> Prepare:
+        """What the batcher calls to build a user's current row and the items left out."""
+
+        def build() -> tuple[sp.csr_matrix, sp.csr_matrix | None, sp.csr_matrix | None]:
+            values, ts = self.overlay.row(user_idx, fb)
+            return values, ts, self.overlay.exclusions(user_idx, fb, exclude_seen)
+
+        return build
 
     def _answer(
         self,
@@ -288,9 +300,7 @@ class Engine:
         if not self.catalog.item_index(liked)[0].size:
             ans = self._fallback(None, k, fb, strategy)
         else:
-            values, ts = self.overlay.row(None, fb)
-            exclude = self.overlay.exclusions(None, fb, True)
-            rb = self.batcher.top(self.model(strategy), values, ts, exclude, k)
+            rb = self.batcher.top(self.model(strategy), self._prepare(None, fb, True), k)
             ans = self._answer(None, strategy, f"{strategy}_foldin", rb.items[0], rb.scores[0])
         ans.unknown_movies = unknown
         return ans

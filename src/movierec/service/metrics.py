@@ -54,3 +54,13 @@ ONLINE_LISTS = Gauge(
     ["served_by"],
     registry=REGISTRY,
 )
+SCORING_BATCHES = Counter(
+    "movierec_scoring_batches_total",
+    "Per-request scoring calls (each scores every history row queued for its model)",
+    registry=REGISTRY,
+)
+SCORING_ROWS = Counter(
+    "movierec_scoring_rows_total",
+    "History rows scored per request (rows / batches is the mean batch size)",
+    registry=REGISTRY,
+)

@@ -59,6 +59,21 @@ def _recommend(
     return _out(engine, ans, explain)
 
 
+def _recommend_bytes(
+    engine: Engine,
+    state: ServiceState,
+    user_id: int,
+    k: int,
+    strategy: str | None,
+    exclude_seen: bool = True,
+    explain: bool = False,
+    alpha: float | None = None,
+) -> bytes:
+    """:func:`_recommend` serialised to JSON (in the worker thread, off the event loop)."""
+    out = _recommend(engine, state, user_id, k, strategy, exclude_seen, explain, alpha)
+    return out.model_dump_json().encode()
+
+
 #: ``user_id`` of ``/recommend/user/{user_id}``, validated like any other id parameter.
 _USER_ID: TypeAdapter[int] = TypeAdapter(IdParam)
 _USER_ID_DOC = "MovieLens user id (ASCII digits, 1 … 2³¹−1)."
@@ -131,14 +146,12 @@ async def recommend_user(request: Request) -> Response:
         # the common case: a known user with no feedback since training, served from bytes
         body = engine.cached_response(key)
         if body is None:
-            out = await state.work.run(_recommend, engine, state, user_id, k, name)
-            body = out.model_dump_json().encode()
+            body = await state.work.run(_recommend_bytes, engine, state, user_id, k, name)
             engine.store_response(key, body)
-    else:
-        out = await state.work.run(
-            _recommend, engine, state, user_id, k, strategy, exclude_seen, explain, alpha
+    else:  # per request; serialised in the worker too (reasons make long answers)
+        body = await state.work.run(
+            _recommend_bytes, engine, state, user_id, k, strategy, exclude_seen, explain, alpha
         )
-        body = out.model_dump_json().encode()
     if log is not None:
         log.record(user_id, body, engine.version, (time.perf_counter() - t0) * 1000)
     return json_answer(engine, body)
