@@ -193,6 +193,23 @@ def _cold_latency(url: str, movies: list[int], strategy: str, n: int, k: int) ->
     }
 
 
+def _sequential(url: str, paths: list[str], rounds: int = 3) -> dict[str, Any]:
+    """One request at a time over ``paths`` (``rounds`` times; the first round is a warm-up)."""
+    lat = []
+    with httpx.Client(base_url=url, timeout=30) as c:
+        for r in range(rounds):
+            for path in paths:
+                t0 = time.perf_counter()
+                c.get(path).raise_for_status()
+                if r:
+                    lat.append((time.perf_counter() - t0) * 1000)
+    return {
+        "requests": len(lat),
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
 def _rss_mb(pid: int) -> float:
     """Resident set size of a process (MB), summed over its children (uvicorn workers)."""
     total = 0.0
@@ -265,6 +282,13 @@ def _per_request_rows(
             r = _wrk_paths(url, paths, a.seconds, a.concurrency)
             r["ratio_to_bare"] = r["rps"] / bare_rps
             out[name] = r
+        # single requests, one at a time: what explain adds to the same request, and the
+        # per-request paths' own latency (no queueing behind other connections)
+        single = {name: _sequential(url, rows[name][:100]) for name in rows}
+        single["explain_added_ms"] = {
+            "p50_ms": single["explain"]["p50_ms"] - single["explain_off_same_users"]["p50_ms"]
+        }
+        out["single"] = single
         lat = []
         with httpx.Client(base_url=url, timeout=120) as c:
             for i in range(12):
@@ -290,6 +314,8 @@ def _per_request_rows(
             print(
                 f"  {name}: {r['rps']:.0f} req/s p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms"
             )
+    for name, r in out.get("single", {}).items():
+        print(f"  single {name}: p50 {r['p50_ms']:.2f} ms")
     return out
 
 

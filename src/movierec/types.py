@@ -41,3 +41,29 @@ def csr_from_arrays(arrays: Any, prefix: str, shape: tuple[int, ...]) -> sp.csr_
         (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]),
         shape=shape,
     )
+
+
+#: Largest sparse block :func:`pair_values` reads as a dense array (serving-size queries).
+DENSE_SIMS = 1 << 21
+
+
+def csr_rows_entries(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stored entries of the given rows of ``m``, in order: (position in ``rows``, column).
+
+    What ``m[rows].indices`` and its row of each entry give, without building the slice.
+    """
+    starts = m.indptr[rows].astype(np.int64)
+    counts = m.indptr[rows + 1].astype(np.int64) - starts
+    total = int(counts.sum())
+    which = np.repeat(np.arange(rows.size), counts)
+    pos = np.arange(total, dtype=np.int64) + np.repeat(
+        starts - (np.cumsum(counts) - counts), counts
+    )
+    return which, m.indices[pos]
+
+
+def pair_values(m: sp.spmatrix, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Values of a sparse matrix at (rows, items) pairs (0 where absent); a small one densely."""
+    if m.shape[0] * m.shape[1] <= DENSE_SIMS:  # a few queries (serving)
+        return np.asarray(m.toarray()[rows, items], dtype=np.float64)
+    return np.asarray(sp.csr_matrix(m)[rows, items], dtype=np.float64).ravel()

@@ -161,6 +161,24 @@ def test_train_logs_registers_and_promotes_by_rule(
     assert len(out) == 30 and set(out["source"]) == {"itemknn", "popularity_fallback"}
 
 
+def test_a_tracker_that_loses_the_race_to_create_the_experiment_uses_the_winners(
+    lc_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two trainers starting at once (the stack's scheduler and a CLI run) share one experiment."""
+    first = Tracker(lc_settings)  # the winner created it
+    second = Tracker(lc_settings)
+    real = second.client.get_experiment_by_name
+    calls: list[str] = []
+
+    def not_yet_then_there(name: str) -> Any:  # the loser looked before the winner created it
+        calls.append(name)
+        return None if len(calls) == 1 else real(name)
+
+    monkeypatch.setattr(second.client, "get_experiment_by_name", not_yet_then_there)
+    assert second._experiment(lc_settings) == first.experiment_id
+    assert len(calls) == 2
+
+
 def test_rollback_without_history_is_an_error(lc_settings: Settings) -> None:
     with pytest.raises(RegistryError):
         rollback(lc_settings)

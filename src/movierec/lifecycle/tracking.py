@@ -119,16 +119,26 @@ class Tracker:
         probe_database(self.uri)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.model_name = settings.registered_model
-        exp = self.client.get_experiment_by_name(settings.mlflow_experiment)
-        if exp is None:
-            # a tracking server keeps its own artifacts; any other backend keeps them under home
-            served = self.uri.startswith(("http://", "https://"))
-            location = None if served else (settings.home / "mlartifacts").resolve().as_uri()
-            self.experiment_id = self.client.create_experiment(
-                settings.mlflow_experiment, artifact_location=location
-            )
-        else:
-            self.experiment_id = exp.experiment_id
+        self.experiment_id = self._experiment(settings)
+
+    def _experiment(self, settings: Settings) -> str:
+        """The experiment's id, created when missing (by whichever process gets there first)."""
+        from mlflow.exceptions import MlflowException
+
+        name = settings.mlflow_experiment
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return str(exp.experiment_id)
+        # a tracking server keeps its own artifacts; any other backend keeps them under home
+        served = self.uri.startswith(("http://", "https://"))
+        location = None if served else (settings.home / "mlartifacts").resolve().as_uri()
+        try:
+            return str(self.client.create_experiment(name, artifact_location=location))
+        except MlflowException as e:  # another trainer created it since (the stack's scheduler)
+            exp = self.client.get_experiment_by_name(name)
+            if e.error_code != "RESOURCE_ALREADY_EXISTS" or exp is None:
+                raise
+            return str(exp.experiment_id)
 
     # -------------------------------------------------------------------- runs
     def start_run(self, name: str, tags: dict[str, str]) -> str:

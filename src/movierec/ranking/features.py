@@ -20,7 +20,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from movierec.data.interactions import InteractionData
-from movierec.types import csr_from_arrays, csr_to_arrays
+from movierec.types import csr_from_arrays, csr_rows_entries, csr_to_arrays, pair_values
 
 DAY = 86_400.0
 #: Half-life (days) of decayed popularity and decayed user activity.
@@ -29,8 +29,6 @@ DECAY_DAYS = 180.0
 WINDOWS = (7, 30, 365)
 #: How many of the user's latest items feed the "similar to your last items" features.
 LAST_N = 5
-#: Largest sparse block :func:`pair_values` reads as a dense array (serving-size queries).
-DENSE_SIMS = 1 << 21
 
 USER_FEATURES = (
     "user_n",
@@ -135,10 +133,7 @@ class FeatureStore:
 
     @property
     def item_genres_f64(self) -> sp.csr_matrix:
-        """:attr:`item_genres` in float64, made once, for products with float64 weights.
-
-        SciPy would otherwise upcast the float32 matrix on every such product.
-        """
+        """:attr:`item_genres` in float64, made once (SciPy would upcast it per product)."""
         cached = self._genres_f64
         if cached is None or cached[0] is not self.item_genres:
             cached = (self.item_genres, sp.csr_matrix(self.item_genres, dtype=np.float64))
@@ -401,25 +396,3 @@ def cross_features(
     out["log_pop_gap"] = store.total_log_pop[items] - user["user_mean_log_pop"][rows]
     out["year_gap"] = store.item_years[items] - user["user_mean_year"][rows]
     return out
-
-
-def csr_rows_entries(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stored entries of the given rows of ``m``, in order: (position in ``rows``, column).
-
-    What ``m[rows].indices`` and its row of each entry give, without building the slice.
-    """
-    starts = m.indptr[rows].astype(np.int64)
-    counts = m.indptr[rows + 1].astype(np.int64) - starts
-    total = int(counts.sum())
-    which = np.repeat(np.arange(rows.size), counts)
-    pos = np.arange(total, dtype=np.int64) + np.repeat(
-        starts - (np.cumsum(counts) - counts), counts
-    )
-    return which, m.indices[pos]
-
-
-def pair_values(m: sp.spmatrix, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Values of a sparse matrix at (rows, items) pairs (0 where absent); a small one densely."""
-    if m.shape[0] * m.shape[1] <= DENSE_SIMS:  # a few queries (serving)
-        return np.asarray(m.toarray()[rows, items], dtype=np.float64)
-    return np.asarray(sp.csr_matrix(m)[rows, items], dtype=np.float64).ravel()

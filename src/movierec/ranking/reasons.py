@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.ranking.features import WINDOWS, FeatureStore, QueryContext, pair_values
+from movierec.ranking.features import WINDOWS, FeatureStore, QueryContext
+from movierec.types import pair_values
 
 #: Trending thresholds kept per query time: one per user's latest event.
 TRENDING_CACHE = 4096
