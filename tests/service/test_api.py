@@ -92,6 +92,23 @@ def test_ranked_explanations_feedback_and_cold_start(client: TestClient) -> None
     assert cold["source"] == "ranked_foldin" and len(cold["items"]) == 4
 
 
+def test_explanations_of_cached_answers_on_the_event_loop_equal_the_worker_ones(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from movierec.service.routes import recommend
+
+    state = client.app.state.movierec  # type: ignore[attr-defined]
+    users = [int(u) for u in state.engine.bundle.users.ids[:6]]
+    monkeypatch.setattr(recommend, "INLINE_EXPLAIN_MAX_ITEMS", 0)  # every one in a worker
+    worker = [client.get(f"/recommend/user/{u}?k=7&explain=true&strategy=ranked") for u in users]
+    monkeypatch.setattr(recommend, "INLINE_EXPLAIN_MAX_ITEMS", 10**9)
+    for u in users:  # the answers are cached now: explained on the event loop
+        assert recommend._explain_inline(state.engine, state, u, "ranked", 7, True)
+    inline = [client.get(f"/recommend/user/{u}?k=7&explain=true&strategy=ranked") for u in users]
+    assert [r.json() for r in inline] == [r.json() for r in worker]
+    assert all(i["reasons"] for r in inline for i in r.json()["items"])
+
+
 def test_unknown_user_falls_back(client: TestClient) -> None:
     body = client.get("/recommend/user/999999?k=5").json()
     assert body["fallback"] is True and body["source"] == "popularity_fallback"

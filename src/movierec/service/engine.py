@@ -131,6 +131,10 @@ class Engine:
         self.cache.clear()
 
     # --------------------------------------------------------- recommendations
+    def has_top(self, strategy: str, user_idx: int) -> bool:
+        """Whether a known user's top-N of a strategy is cached (answering costs no scoring)."""
+        return self.cache.get((strategy, user_idx)) is not None
+
     def _cached(self, strategy: str, user_idx: int) -> tuple[np.ndarray, np.ndarray]:
         key = (strategy, user_idx)
         hit: tuple[np.ndarray, np.ndarray] | None = self.cache.get(key)
