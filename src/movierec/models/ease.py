@@ -207,16 +207,25 @@ class EASE(Recommender):
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Rows of the learned item-item weights (symmetrised)."""
-        pos = np.searchsorted(self.kept, items)
+        items = np.asarray(items, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.kept, items), max(self.kept.size - 1, 0))
+        ok = np.flatnonzero(self.kept[pos] == items) if self.kept.size else np.zeros(0, int)
         out = np.full((len(items), self.n_items), -np.inf, dtype=np.float32)
-        w = self.weights
-        for r, (item, p) in enumerate(zip(items, pos, strict=True)):
-            if p < self.kept.size and self.kept[p] == item:
-                if isinstance(w, np.ndarray):
-                    out[r, self.kept] = w[p] + w[:, p]
-                else:
-                    out[r, self.kept] = w[p].toarray().ravel() + w[:, [p]].toarray().ravel()
+        w, p = self.weights, pos[ok]
+        if isinstance(w, np.ndarray):
+            rows = w[p] + w[:, p].T
+        else:  # a column of the CSR weights is a row of their transpose (made once)
+            rows = w[p].toarray() + self._weights_t()[p].toarray()
+        out[np.ix_(ok, self.kept)] = rows
         return out
+
+    def _weights_t(self) -> sp.csr_matrix:
+        """The pruned weights transposed, as CSR (their columns as rows), made once per fit."""
+        cached = self.__dict__.get("_wt")
+        if cached is None or cached[0] is not self.weights:
+            cached = (self.weights, sp.csr_matrix(self.weights.T))
+            self.__dict__["_wt"] = cached
+        return cached[1]
 
     def _arrays(self) -> dict[str, np.ndarray]:
         if isinstance(self.weights, np.ndarray):

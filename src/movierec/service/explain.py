@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -35,18 +37,21 @@ def explain_items(
         for g in catalog.genres_of(i):
             taste[g] = taste.get(g, 0.0) + 1.0
     top_genres = {g for g, _ in sorted(taste.items(), key=lambda x: -x[1])[:3]}
-    for item in items:
+    index = catalog.items.index(np.array([it.movie_id for it in items], dtype=np.int64))
+    known = index[index >= 0]
+    sims: np.ndarray | None = None  # answer items × history, in one call of the model
+    if hist.size and known.size and not fallback:
+        with contextlib.suppress(NotImplementedError):  # a model without item similarity
+            sims = model.item_similarity(known)[:, hist]
+    row_of = {int(i): r for r, i in enumerate(known.tolist())}
+    for item, i in zip(items, index.tolist(), strict=True):
         reasons: list[str] = []
-        idx, _ = catalog.item_index([item.movie_id])
-        if hist.size and idx.size and not fallback:
-            try:
-                sims = model.item_similarity(idx)[0][hist]
-                j = int(np.argmax(sims))
-                if np.isfinite(sims[j]) and sims[j] > 0:
-                    reasons.append(f"Because you liked {catalog.title(int(hist[j]))}")
-            except NotImplementedError:
-                pass
-        if idx.size and int(idx[0]) in catalog.trending:
+        if sims is not None and i >= 0:
+            row = sims[row_of[i]]
+            j = int(np.argmax(row))
+            if np.isfinite(row[j]) and row[j] > 0:
+                reasons.append(f"Because you liked {catalog.title(int(hist[j]))}")
+        if i >= 0 and i in catalog.trending:
             reasons.append("Trending now")
         match = [g for g in item.genres if g in top_genres]
         if match:
