@@ -181,9 +181,14 @@ def _score(model: Recommender, batch: list[_Job]) -> None:
             j.result = np.asarray(scores[r], np.float32)
     if not tops:
         return
-    excl = [e for e in (batch[r].exclude for r in tops) if e is not None]
+    nothing = sp.csr_matrix((1, values.shape[1]), dtype=np.float32)
+    excl = [batch[r].exclude for r in tops]  # one row per top-k job, in order
     k = max(int(batch[r].k or 0) for r in tops)
-    rb = topk(np.array(scores[tops], np.float32), k, exclude=_stack(excl))
+    rb = topk(
+        np.array(scores[tops], np.float32),
+        k,
+        exclude=_stack([nothing if e is None else e for e in excl]),
+    )
     for row, r in enumerate(tops):
         kk = int(batch[r].k or 0)
         batch[r].result = RecBatch(rb.items[row : row + 1, :kk], rb.scores[row : row + 1, :kk])

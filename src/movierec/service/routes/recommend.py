@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, ParamSpec
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from movierec.data.feedback import UserFeedback
 from movierec.service.deps import EngineDep, StateDep, current
@@ -30,6 +31,7 @@ from movierec.service.schemas import (
 from movierec.service.state import ServiceState
 
 router = APIRouter(tags=["recommendations"])
+P = ParamSpec("P")
 
 K = Annotated[Count, Query(ge=1, le=500, description="How many movies.")]
 UserId = Annotated[IdParam, Path(description="MovieLens user id (ASCII digits, 1 … 2³¹−1).")]
@@ -78,19 +80,17 @@ def _explain_inline(
     return key is not None and engine.has_top(name, key[1])
 
 
-def _recommend_bytes(
-    engine: Engine,
-    state: ServiceState,
-    user_id: int,
-    k: int,
-    strategy: str | None,
-    exclude_seen: bool = True,
-    explain: bool = False,
-    alpha: float | None = None,
-) -> bytes:
-    """:func:`_recommend` serialised to JSON (in the worker thread, off the event loop)."""
-    out = _recommend(engine, state, user_id, k, strategy, exclude_seen, explain, alpha)
-    return out.model_dump_json().encode()
+def _serialised(fn: Callable[P, BaseModel]) -> Callable[P, bytes]:
+    """``fn`` whose answer is rendered to JSON bytes where it runs (a worker thread)."""
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> bytes:
+        return fn(*args, **kwargs).model_dump_json().encode()
+
+    return run
+
+
+#: :func:`_recommend` serialised to JSON (in the worker thread, off the event loop).
+_recommend_bytes = _serialised(_recommend)
 
 
 #: ``user_id`` of ``/recommend/user/{user_id}``, validated like any other id parameter.
