@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := dev,postgres,mysql,spark,stack
 # Debian packages the project needs at run or test time (checked with dpkg, installed only if missing):
-# libgomp1 for implicit/LightGBM, chromium and an emoji font for the browser tests of the UI
+# gcc and libc6-dev build the compiled kernels (src/movierec/_kernels.c), libgomp1 for
+# implicit/LightGBM, chromium and an emoji font for the browser tests of the UI
 # (Playwright drives /usr/bin/chromium; never `playwright install`), Java for the Spark engine,
 # docker-compose to validate deploy/docker-compose.yml (no Docker engine is needed for that).
-SYSTEM_PACKAGES := libgomp1 chromium fonts-noto-color-emoji openjdk-17-jre-headless docker-compose
+SYSTEM_PACKAGES := gcc libc6-dev libgomp1 chromium fonts-noto-color-emoji openjdk-17-jre-headless docker-compose
 # Debian packages only the benchmarks need (the load generator of bench_service.py).
 BENCH_PACKAGES := wrk time
 
@@ -30,7 +31,7 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/movierec/_kernels.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+import movierec._kernels as _kernels
+
 
 @dataclass(frozen=True)
 class RecBatch:
@@ -62,8 +64,53 @@ def csr_rows_entries(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np
     return which, m.indices[pos]
 
 
+def csr_product_dense(
+    x: sp.csr_matrix, m: sp.csr_matrix, dtype: type[np.floating[Any]] = np.float32
+) -> np.ndarray:
+    """Dense ``x @ m`` of two CSR matrices, as ``dtype``: what ``(x @ m).toarray()`` gives.
+
+    Compiled (:mod:`movierec._kernels`): each stored ``x[q, j]`` adds ``x[q, j]·m[j]`` to row
+    ``q`` in storage order and in the precision of the two (float64 if either is), which is
+    SciPy's order and precision, so the two agree to the bit; a row's result never depends
+    on the other rows of a batch. SciPy builds a sparse result first: several times slower
+    for the few rows of a request (165 history items × 100 neighbours = 16,500 products).
+    """
+    n_q, n_out = x.shape[0], m.shape[1]
+    if x.shape[1] != m.shape[0]:
+        raise ValueError(f"shapes {x.shape} and {m.shape} do not multiply")
+    dbl = np.result_type(x.dtype, m.dtype) == np.float64
+    value = np.float64 if dbl else np.float32
+    out = np.zeros((n_q, n_out), value)
+    if x.nnz and m.nnz:
+        wide = max(m.indptr.dtype.itemsize, m.indices.dtype.itemsize) > 4 or m.nnz >= 2**31
+        idx = np.int64 if wide else np.int32
+        _kernels.csr_product(
+            n_q,
+            n_out,
+            np.ascontiguousarray(x.indptr, idx),
+            np.ascontiguousarray(x.indices, idx),
+            np.ascontiguousarray(x.data, value),
+            np.ascontiguousarray(m.indptr, idx),
+            np.ascontiguousarray(m.indices, idx),
+            np.ascontiguousarray(m.data, value),
+            out,
+            wide,
+            dbl,
+        )
+    return out if out.dtype == dtype else out.astype(dtype)
+
+
 def pair_values(m: sp.spmatrix, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Values of a sparse matrix at (rows, items) pairs (0 where absent); a small one densely."""
     if m.shape[0] * m.shape[1] <= DENSE_SIMS:  # a few queries (serving)
         return np.asarray(m.toarray()[rows, items], dtype=np.float64)
     return np.asarray(sp.csr_matrix(m)[rows, items], dtype=np.float64).ravel()
+
+
+def product_values(
+    x: sp.csr_matrix, m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """Values of ``x @ m`` at (rows, cols) pairs (float64): densely for a few queries."""
+    if x.shape[0] * m.shape[1] <= DENSE_SIMS:  # a few queries (serving)
+        return csr_product_dense(x, m)[rows, cols].astype(np.float64)
+    return pair_values(x @ m, rows, cols)

@@ -11,6 +11,7 @@ from movierec.data.interactions import InteractionData
 from movierec.models.base import ModelConfig, Recommender, TrainOptions
 from movierec.models.memory import DataShape, MemoryNeed, largest_square
 from movierec.models.topk import top_indices
+from movierec.types import csr_product_dense
 
 
 class EASEConfig(ModelConfig):
@@ -198,12 +199,32 @@ class EASE(Recommender):
 
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """``x B`` on the kept items; pruned items score -inf."""
+        xk = self._kept_columns(sp.csr_matrix(x))
+        if self.kept.size == self.n_items:  # nothing pruned: no -inf to fill in
+            if sp.issparse(self.weights):
+                return csr_product_dense(xk, self.weights)
+            return np.asarray(xk @ self.weights, dtype=np.float32)
         scores = np.full((x.shape[0], self.n_items), -np.inf, dtype=np.float32)
-        product = x[:, self.kept] @ self.weights
-        if sp.issparse(product):
-            product = product.toarray()
-        scores[:, self.kept] = np.asarray(product, dtype=np.float32)
+        if sp.issparse(self.weights):
+            scores[:, self.kept] = csr_product_dense(xk, self.weights)
+        else:
+            scores[:, self.kept] = np.asarray(xk @ self.weights, dtype=np.float32)
         return scores
+
+    def _kept_columns(self, x: sp.csr_matrix) -> sp.csr_matrix:
+        """``x[:, kept]`` by a column map made once (SciPy's column slicing sorts per call)."""
+        if self.kept.size == self.n_items:
+            return x
+        cached = self.__dict__.get("_kept_map")
+        if cached is None or cached[0] is not self.kept:
+            col = np.full(self.n_items, -1, np.int64)
+            col[self.kept] = np.arange(self.kept.size)
+            cached = (self.kept, col)
+            self.__dict__["_kept_map"] = cached
+        new = cached[1][x.indices]
+        ok = new >= 0
+        indptr = np.concatenate(([0], np.cumsum(ok)))[x.indptr]
+        return sp.csr_matrix((x.data[ok], new[ok], indptr), shape=(x.shape[0], self.kept.size))
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Rows of the learned item-item weights (symmetrised)."""

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from movierec.data.interactions import InteractionData
 from movierec.models.base import ModelConfig, Recommender, TrainOptions
+from movierec.types import csr_product_dense
 
 
 class GenreConfig(ModelConfig):
@@ -59,7 +60,7 @@ class GenreKNN(Recommender):
 
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """Content similarity to the history, plus a small popularity prior."""
-        profile = np.asarray((x @ self.content).todense(), dtype=np.float32)
+        profile = csr_product_dense(x, self.content)
         norms = np.linalg.norm(profile, axis=1)
         norms[norms == 0] = 1.0
         scores = np.asarray((self.content @ (profile / norms[:, None]).T).T, dtype=np.float32)

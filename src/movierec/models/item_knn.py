@@ -13,7 +13,7 @@ from movierec.data.interactions import InteractionData
 from movierec.models.base import ModelConfig, Recommender, TrainOptions
 from movierec.models.memory import DataShape, MemoryNeed
 from movierec.models.topk import top_indices
-from movierec.types import csr_from_arrays, csr_to_arrays
+from movierec.types import csr_from_arrays, csr_product_dense, csr_to_arrays
 
 
 class ItemKNNConfig(ModelConfig):
@@ -75,10 +75,7 @@ def knn_similarity(
             co = (binary[start:stop] @ binary_t).toarray().astype(np.float32, copy=False)
             sims *= co / (co + shrink)
         sims[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        if kk < n:
-            part = top_indices(sims, kk, ignore_at_most=0.0)  # kept only when > 0
-        else:
-            part = np.broadcast_to(np.arange(n), sims.shape)
+        part = top_indices(sims, kk)  # kept only when > 0
         top = np.take_along_axis(sims, part, axis=1)
         keep = top > 0
         return np.repeat(np.arange(start, stop), keep.sum(axis=1)), part[keep], top[keep]
@@ -135,7 +132,7 @@ class NeighbourMatrix:
 
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """``history @ similarity``: each held item votes for its neighbours (or successors)."""
-        return np.asarray((x @ self.similarity).todense(), dtype=np.float32)
+        return csr_product_dense(x, self.similarity)
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Rows of the neighbour matrix."""

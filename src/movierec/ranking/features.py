@@ -19,8 +19,9 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from movierec import types as mt
 from movierec.data.interactions import InteractionData
-from movierec.types import csr_from_arrays, csr_rows_entries, csr_to_arrays, pair_values
+from movierec.types import csr_product_dense, csr_rows_entries, product_values
 
 DAY = 86_400.0
 #: Half-life (days) of decayed popularity and decayed user activity.
@@ -222,7 +223,7 @@ class FeatureStore:
             np.savez(
                 f,
                 allow_pickle=False,
-                **csr_to_arrays(g, "genres"),
+                **mt.csr_to_arrays(g, "genres"),
                 genres_shape=np.array(g.shape),
                 years=self.item_years,
                 t_ref=np.array([self.t_ref]),
@@ -235,7 +236,7 @@ class FeatureStore:
         frame = pl.read_parquet(folder / "item_log.parquet")
         with np.load(folder / "items.npz", allow_pickle=False) as z:
             shape = tuple(int(x) for x in z["genres_shape"])
-            genres = csr_from_arrays(z, "genres", shape)
+            genres = mt.csr_from_arrays(z, "genres", shape)
             years, t_ref = z["years"], float(z["t_ref"][0])
             names = tuple(str(x) for x in z["genre_names"])
         return cls._from_frame(frame, genres, years, t_ref, names)
@@ -328,7 +329,7 @@ class FeatureStore:
         v = ctx.values
         w = np.power(0.5, _recency_rank(ctx.timestamps) / 10.0)
         weighted = sp.csr_matrix((w, v.indices, v.indptr), shape=v.shape)
-        taste = np.asarray((weighted @ self.item_genres_f64).todense(), dtype=np.float64)
+        taste = csr_product_dense(weighted, self.item_genres_f64, np.float64)
         norm = taste.sum(axis=1, keepdims=True)
         return np.divide(taste, norm, out=np.zeros_like(taste), where=norm > 0)
 
@@ -383,9 +384,9 @@ def cross_features(
             ),
             shape=(n_q * LAST_N, ctx.timestamps.shape[1]),
         )
-        sims = latest @ similarity
         rr = (rows[:, None] * LAST_N + np.arange(LAST_N)[None, :]).ravel()
-        stack = pair_values(sims, rr, np.repeat(items, LAST_N)).reshape(items.size, LAST_N)
+        stack = product_values(latest, similarity, rr, np.repeat(items, LAST_N))
+        stack = stack.reshape(items.size, LAST_N)
         n_last = np.minimum(np.diff(ctx.timestamps.indptr), LAST_N)[rows]
         out["sim_last_1"] = stack[:, 0]
         out["sim_last_max"] = stack.max(axis=1)

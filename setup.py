@@ -1,0 +1,13 @@
+"""Build of the compiled kernels (``movierec._kernels``); everything else is in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "movierec._kernels",
+            ["src/movierec/_kernels.c"],
+            extra_compile_args=["-O3", "-std=c99"],
+        )
+    ]
+)
