@@ -5,7 +5,8 @@
  *                smaller column (one bounded heap per row: m + r·log k steps, r the values that
  *                enter the heap).
  * csr_product    dense rows of x @ m for two CSR matrices: every stored x[q, j] adds
- *                x[q, j]·m[j, :] to row q, in storage order (SciPy's order and precision).
+ *                x[q, j]·m[j, :] to row q of a zeroed output, in storage order (SciPy's
+ *                order and precision).
  *
  * Both take their arrays through the buffer protocol (NumPy arrays, checked by the Python
  * wrappers in movierec.types and movierec.models.topk) and release the GIL while they run.
@@ -15,7 +16,6 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* ------------------------------------------------------------------ top-k */
 
@@ -130,7 +130,6 @@ static PyObject *csr_product(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "csr_product: buffer sizes do not match");
         goto done;
     }
-    memset(out.buf, 0, (size_t)out.len);
     Py_BEGIN_ALLOW_THREADS;
     if (wide && dbl)
         product_i64_f64(n_q, n_out, xp.buf, xi.buf, xd.buf, mp.buf, mi.buf, md.buf, out.buf);
@@ -158,7 +157,7 @@ static PyMethodDef methods[] = {
     {"topk_rows", topk_rows, METH_VARARGS,
      "topk_rows(scores, n, m, k, out): k best columns per row, best first (ties: smaller)."},
     {"csr_product", csr_product, METH_VARARGS,
-     "csr_product(n_q, n_out, xp, xi, xd, mp, mi, md, out, wide, dbl): out = x @ m."},
+     "csr_product(n_q, n_out, xp, xi, xd, mp, mi, md, out, wide, dbl): out += x @ m."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,4 +19,4 @@ def csr_product(
     dbl: bool,
     /,
 ) -> None:
-    """``out = x @ m`` for two CSR matrices given by their arrays (dense ``out``)."""
+    """``out += x @ m`` for two CSR matrices given by their arrays (dense, zeroed ``out``)."""

@@ -82,7 +82,9 @@ def csr_product_dense(
     value = np.float64 if dbl else np.float32
     out = np.zeros((n_q, n_out), value)
     if x.nnz and m.nnz:
-        wide = max(m.indptr.dtype.itemsize, m.indices.dtype.itemsize) > 4 or m.nnz >= 2**31
+        wide = (
+            max(m.indptr.dtype.itemsize, m.indices.dtype.itemsize) > 4 or max(x.nnz, m.nnz) >= 2**31
+        )
         idx = np.int64 if wide else np.int32
         _kernels.csr_product(
             n_q,

@@ -199,16 +199,12 @@ class EASE(Recommender):
 
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """``x B`` on the kept items; pruned items score -inf."""
-        xk = self._kept_columns(sp.csr_matrix(x))
+        xk, w = self._kept_columns(sp.csr_matrix(x)), self.weights
+        product = csr_product_dense(xk, w) if sp.issparse(w) else np.asarray(xk @ w, np.float32)
         if self.kept.size == self.n_items:  # nothing pruned: no -inf to fill in
-            if sp.issparse(self.weights):
-                return csr_product_dense(xk, self.weights)
-            return np.asarray(xk @ self.weights, dtype=np.float32)
+            return product
         scores = np.full((x.shape[0], self.n_items), -np.inf, dtype=np.float32)
-        if sp.issparse(self.weights):
-            scores[:, self.kept] = csr_product_dense(xk, self.weights)
-        else:
-            scores[:, self.kept] = np.asarray(xk @ self.weights, dtype=np.float32)
+        scores[:, self.kept] = product
         return scores
 
     def _kept_columns(self, x: sp.csr_matrix) -> sp.csr_matrix:

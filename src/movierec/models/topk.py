@@ -69,13 +69,12 @@ def top_indices(values: np.ndarray, kk: int) -> np.ndarray:
 
     Ties go to the smaller column, so the selection never depends on how a partition picks
     among equal values (NumPy's SIMD partitions differ by CPU); NaN counts as ``-inf``.
-    Compiled (:mod:`movierec._kernels`): one bounded heap per row, so a
-    row costs one pass over its values plus ``log kk`` per value that enters the heap.
+    Compiled (:mod:`movierec._kernels`): one bounded heap per row, so a row costs one pass
+    over its values plus ``log kk`` per value that enters the heap.
     """
     values = np.ascontiguousarray(values, dtype=np.float32)
     n, m = values.shape
-    if kk >= m:
-        kk = m
+    kk = min(kk, m)
     out = np.empty((n, kk), np.int64)
     if n and kk > 0:
         _kernels.topk_rows(values, n, m, kk, out)
