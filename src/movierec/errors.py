@@ -31,6 +31,10 @@ class RejectRateExceededError(InvalidDataError):
     report: Any = None
 
 
+class TrainingBusyError(MovierecError):
+    """Another training holds this ``MOVIEREC_HOME`` (and the caller chose not to wait)."""
+
+
 class DatasetUnavailableError(MovierecError):
     """A MovieLens release is neither on disk nor downloadable."""
 

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,12 @@ import pyarrow as pa
 import pytest
 
 from movierec.data.feedback import merge_feedback
-from movierec.errors import MovierecError
+from movierec.errors import MovierecError, TrainingBusyError
 from movierec.lifecycle.bundle import current_version, list_versions, load_bundle
 from movierec.lifecycle.promotion import promote, rollback
 from movierec.lifecycle.scheduler import Scheduler
 from movierec.lifecycle.tracking import CHALLENGER, CHAMPION, RegistryError, Tracker
-from movierec.lifecycle.train import train_and_publish
+from movierec.lifecycle.train import one_training, train_and_publish
 from movierec.models.popularity import Popularity
 from movierec.settings import Settings, parse_interval
 
@@ -342,3 +343,61 @@ def test_a_file_left_in_incoming_by_a_killed_scheduler_is_ingested_once(
     assert outcomes["ratings-next.csv"].status == "processed"
     assert not list(sched.folders["incoming"].iterdir())
     assert store.count("ratings") == before == 50
+
+
+_HOLD = """import sys, time
+from pathlib import Path
+from movierec.lifecycle.train import one_training
+with one_training(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.readline() if sys.argv[2] == "line" else time.sleep(60)
+"""
+
+
+def _holder(home: Path, until: str) -> subprocess.Popen[str]:
+    """A process holding ``home``'s training lock until a line on stdin or a kill."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(home), until],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_one_training_per_home_across_processes(lc_settings: Settings, synth_release: Path) -> None:
+    home = lc_settings.home
+    holder = _holder(home, "line")  # another process (a CLI training, say) holds the lock
+    assert holder.stdin is not None
+    try:
+        # the scheduler skips its turn (and says why) instead of racing for the registry
+        sched = Scheduler(lc_settings, dataset=str(synth_release), strategies=FAST)
+        assert sched.retrain() is None
+        last = sched.runs[-1]
+        assert last["status"] == "skipped" and "another training" in last["reason"]
+        with pytest.raises(TrainingBusyError):
+            train_and_publish(lc_settings, str(synth_release), "popularity", wait=False)
+        assert not list(lc_settings.bundles_dir.glob("*/manifest.json"))  # nothing written
+        # a waiting training starts as soon as the holder is done
+        entered = threading.Event()
+
+        def wait_turn() -> None:
+            with one_training(home):
+                entered.set()
+
+        waiter = threading.Thread(target=wait_turn)
+        waiter.start()
+        assert not entered.wait(0.5)
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert entered.wait(10)
+        waiter.join()
+    finally:
+        holder.kill()
+        holder.wait()
+    # a holder killed mid-training leaves no lock behind: the next turn trains
+    killed = _holder(home, "sleep")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert sched.retrain() is not None and sched.runs[-1]["status"] == "ok"

@@ -4,7 +4,9 @@ Two jobs run on an APScheduler scheduler:
 
 * **retrain** every ``MOVIEREC_TRAIN_INTERVAL``: :func:`train_and_publish` on
   ``MOVIEREC_TRAIN_DATASET`` (default: the store) with the feedback received so far. Never
-  two at once (one lock, ``max_instances=1``); a failed run is logged and the next still runs.
+  two at once (``max_instances=1``, and a turn is skipped while any process trains in this
+  home: :func:`~movierec.lifecycle.train.one_training`); a failed run is logged and the next
+  still runs.
 * **batches** every few seconds: a file dropped in ``batches/landing/`` moves to
   ``incoming/``, is validated and ingested into the store, then moves to ``processed/`` (with
   its report), or to ``failed/`` with its reject report when its reject rate is above
@@ -27,7 +29,7 @@ from typing import Any, Literal
 
 from movierec.data.ingest import ingest_file
 from movierec.data.store import open_store
-from movierec.errors import MovierecError
+from movierec.errors import MovierecError, TrainingBusyError
 from movierec.lifecycle.train import TrainResult, train_and_publish
 from movierec.settings import Settings
 
@@ -82,6 +84,7 @@ class Scheduler:
             return None
         try:
             kwargs: dict[str, Any] = {
+                "wait": False,  # a CLI or API training in this home: this turn is skipped
                 "dataset": self.settings.train_dataset,
                 "model": self.settings.train_model,
                 "drift_gate": self.settings.drift_gate,
@@ -100,6 +103,10 @@ class Scheduler:
                 }
             )
             return result
+        except TrainingBusyError as e:
+            logger.warning("retrain skipped: %s", e)
+            self.runs.append({"status": "skipped", "at": time.time(), "reason": str(e)})
+            return None
         except Exception as e:  # logged; the next scheduled run still happens
             logger.exception("retrain failed: %s", e)
             self.runs.append({"status": "failed", "at": time.time(), "error": str(e)})

@@ -8,12 +8,14 @@ promote if better (champion alias, then the ``CURRENT`` swap) -> tell the servic
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -26,6 +28,7 @@ from movierec.data.feedback import FeedbackStore, merge_feedback
 from movierec.data.interactions import InteractionData
 from movierec.data.splits import PROTOCOLS, Protocol
 from movierec.data.tables import Tables, load_tables
+from movierec.errors import TrainingBusyError
 from movierec.evaluation.plots import plot_results
 from movierec.evaluation.report import measure, memory_bytes
 from movierec.evaluation.runner import run_evaluation
@@ -88,6 +91,32 @@ def _catalog_table(movies: pa.Table | None, links: pa.Table | None = None) -> pa
     return movies
 
 
+@contextlib.contextmanager
+def one_training(home: Path, wait: bool = True) -> Iterator[None]:
+    """Hold ``home``'s training lock: one training per ``MOVIEREC_HOME`` at a time.
+
+    An advisory ``flock`` on ``home/train.lock``, so the CLI, the scheduler and API jobs (other
+    processes) take turns instead of racing for the registry's aliases and ``CURRENT``; the
+    kernel drops it when its holder exits, even by ``kill -9``.
+
+    Raises:
+        TrainingBusyError: When another training holds it and ``wait`` is false.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "train.lock").open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise TrainingBusyError(f"another training is running in {home}") from None
+            logger.info("train: waiting for the training running in %s", home)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def train_steps(strategies: tuple[str, ...], model: str, evaluate: bool = True) -> int:
     """How many steps :func:`train_and_publish` reports through ``progress``."""
     return len(set((*strategies, model))) + 3 + int(evaluate)
@@ -110,6 +139,7 @@ def train_and_publish(
     progress: Callable[[str], None] | None = None,
     drift_gate: bool = False,
     force: bool = False,
+    wait: bool = True,
 ) -> TrainResult:
     """Data (+ feedback) -> fit -> evaluate -> log -> register -> promote if better -> publish.
 
@@ -132,6 +162,8 @@ def train_and_publish(
             older ones first (:mod:`movierec.data.drift`, logged to the run); on strong drift
             the new model is registered but not promoted.
         force: Promote even on strong drift.
+        wait: When another training runs in ``settings.home``, wait for it (else raise
+            :class:`~movierec.errors.TrainingBusyError`); see :func:`one_training`.
 
     Returns:
         What was published and decided. A failure raises before ``CURRENT`` or the champion
@@ -157,178 +189,183 @@ def train_and_publish(
         if progress is not None:
             progress(label)
 
-    tables = load_tables(dataset, settings, data_dir)
-    fb_counts: dict[str, int] = {"events": 0}
-    if use_feedback:
-        fb = FeedbackStore.for_settings(settings.home, settings.reveal(settings.database_url))
-        try:
-            ratings, fb_counts = merge_feedback(tables.ratings, fb.since(0.0))
-        finally:
-            fb.close()
-        tables = tables.with_ratings(ratings)
-    data = InteractionData.from_table(tables.ratings)
-    fingerprint = data.fingerprint.to_dict()
-    drift = drift_since_serving(settings, tables.ratings) if drift_gate else None
-    tracker = Tracker(settings)
-    models = {n: create(n, params.get(n)) for n in names}
-    check_fits(
-        models.values(),
-        DataShape(data.n_users, data.n_items, data.nnz),
-        available=available_bytes(settings.memory_limit),
-    )
-    config = models[model].config
-    run_id = tracker.start_run(
-        f"train-{model}",
-        {
-            "dataset": dataset,
-            "protocol": protocol,
-            "model": model,
-            "data_fingerprint": str(fingerprint["sha256"]),
-            "config_hash": config.config_hash(),
-            "git_commit": git_commit() or "",
-            "code_version": __version__,
-        },
-    )
-    ok = False
-    try:
-        tracker.log(
-            run_id,
-            params={
-                "model": model,
-                "strategies": ",".join(names),
-                "seed": seed,
-                "protocol": protocol,
-                "promote_metric": metric,
-                "min_improve": rule.min_improve,
-                "config": {n: m.config.model_dump(mode="json") for n, m in models.items()},
-            },
-            metrics={f"data_{k}": v for k, v in fingerprint.items() if k != "sha256"}
-            | {f"feedback_{k}": v for k, v in fb_counts.items()}
-            | {f"drift_{k}": v for k, v in ((drift or {}).get("values") or {}).items()},
-            tags={"drift.level": drift["level"]} if drift else None,
+    with one_training(settings.home, wait):
+        tables = load_tables(dataset, settings, data_dir)
+        fb_counts: dict[str, int] = {"events": 0}
+        if use_feedback:
+            fb = FeedbackStore.for_settings(settings.home, settings.reveal(settings.database_url))
+            try:
+                ratings, fb_counts = merge_feedback(tables.ratings, fb.since(0.0))
+            finally:
+                fb.close()
+            tables = tables.with_ratings(ratings)
+        data = InteractionData.from_table(tables.ratings)
+        fingerprint = data.fingerprint.to_dict()
+        drift = drift_since_serving(settings, tables.ratings) if drift_gate else None
+        tracker = Tracker(settings)
+        models = {n: create(n, params.get(n)) for n in names}
+        check_fits(
+            models.values(),
+            DataShape(data.n_users, data.n_items, data.nnz),
+            available=available_bytes(settings.memory_limit),
         )
-        if drift is not None:
-            log_json(tracker, run_id, drift, "drift.json")
-            save_latest_drift(settings, drift | {"run_id": run_id})
-        data = data.with_catalog(tables.movies, tables.tags)
-        fitted: dict[str, Recommender] = {}
-        options = TrainOptions(seed=seed, fitted=fitted)
-        costs: dict[str, float] = {}
-        # models made of others (ranked) last: they share the sources fitted before them
-        for name in sorted(names, key=lambda n: hasattr(models[n], "source_models")):
-            step(f"fit {name}")
-            with measure() as cost:
-                fitted[name] = models[name].fit(data, options)
-            costs |= {f"{name}.{k}": v for k, v in cost.to_dict("fit").items()}
-            costs[f"{name}.size_in_memory_mb"] = memory_bytes(fitted[name]) / 2**20
-        tracker.log(run_id, metrics=costs)
-        metrics: dict[str, Any] = {}
-        if evaluate:
-            step(f"evaluate {model}")
-            metrics = _evaluate(tracker, run_id, tables, protocol, model, params, dataset)
-        step("publish")
-        version = publish_bundle(
-            settings.bundles_dir,
-            fitted,
-            data.users,
-            data.items,
-            _catalog_table(tables.movies, tables.links),
-            default_strategy=model,
-            fingerprint=fingerprint,
-            metrics=metrics,
-            extra={
-                "dataset": dataset,
-                "mlflow_run_id": run_id,
-                "mlflow_tracking_uri": tracker.uri,
-                "feedback": fb_counts,
-                "data_max_timestamp": int(pc.max(tables.ratings["timestamp"]).as_py() or 0),
-            },
-            make_current=False,
-        )
-        folder = settings.bundles_dir / version
-        tracker.log(
-            run_id,
-            metrics={
-                f"{path.name}.size_on_disk_mb": sum(
-                    f.stat().st_size for f in path.rglob("*") if f.is_file()
-                )
-                / 2**20
-                for path in (folder / "models").iterdir()
-            }
-            | {
-                "bundle_size_mb": sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-                / 2**20
-            },
-        )
-        step("register")
-        value = metrics.get(metric)
-        reg = tracker.register(
-            run_id,
-            settings.bundles_dir / version,
+        config = models[model].config
+        run_id = tracker.start_run(
+            f"train-{model}",
             {
-                "bundle_version": version,
-                "model": model,
-                "params_json": json.dumps(params.get(model) or {}),
-                "config_hash": config.config_hash(),
-                "metric": metric,
-                "metric_value": "" if value is None else repr(float(value)),
-                "protocol": protocol,
-                "data_fingerprint": str(fingerprint["sha256"]),
                 "dataset": dataset,
+                "protocol": protocol,
+                "model": model,
+                "data_fingerprint": str(fingerprint["sha256"]),
+                "config_hash": config.config_hash(),
+                "git_commit": git_commit() or "",
+                "code_version": __version__,
             },
         )
-        tracker.set_alias(CHALLENGER, reg)
-        challenger = Challenger(reg, model, config.config_hash(), value, str(fingerprint["sha256"]))
-
-        def evaluate_champion(champ_model: str, champ_params: dict[str, Any]) -> float:
-            result = _evaluate_model(
-                tables, protocol, champ_model, {champ_model: champ_params}, dataset
+        ok = False
+        try:
+            tracker.log(
+                run_id,
+                params={
+                    "model": model,
+                    "strategies": ",".join(names),
+                    "seed": seed,
+                    "protocol": protocol,
+                    "promote_metric": metric,
+                    "min_improve": rule.min_improve,
+                    "config": {n: m.config.model_dump(mode="json") for n, m in models.items()},
+                },
+                metrics={f"data_{k}": v for k, v in fingerprint.items() if k != "sha256"}
+                | {f"feedback_{k}": v for k, v in fb_counts.items()}
+                | {f"drift_{k}": v for k, v in ((drift or {}).get("values") or {}).items()},
+                tags={"drift.level": drift["level"]} if drift else None,
             )
-            return float(result["models"][champ_model][metric])
-
-        decided = decide(tracker, rule, challenger, evaluate_champion)
-        if decided.promoted and drift is not None and drift["level"] == "strong" and not force:
-            decided = dataclasses.replace(
-                decided,
-                promoted=False,
-                reason=f"not promoted: strong drift since the served data ({drift_words(drift)});"
-                " run with force to promote",
+            if drift is not None:
+                log_json(tracker, run_id, drift, "drift.json")
+                save_latest_drift(settings, drift | {"run_id": run_id})
+            data = data.with_catalog(tables.movies, tables.tags)
+            fitted: dict[str, Recommender] = {}
+            options = TrainOptions(seed=seed, fitted=fitted)
+            costs: dict[str, float] = {}
+            # models made of others (ranked) last: they share the sources fitted before them
+            for name in sorted(names, key=lambda n: hasattr(models[n], "source_models")):
+                step(f"fit {name}")
+                with measure() as cost:
+                    fitted[name] = models[name].fit(data, options)
+                costs |= {f"{name}.{k}": v for k, v in cost.to_dict("fit").items()}
+                costs[f"{name}.size_in_memory_mb"] = memory_bytes(fitted[name]) / 2**20
+            tracker.log(run_id, metrics=costs)
+            metrics: dict[str, Any] = {}
+            if evaluate:
+                step(f"evaluate {model}")
+                metrics = _evaluate(tracker, run_id, tables, protocol, model, params, dataset)
+            step("publish")
+            version = publish_bundle(
+                settings.bundles_dir,
+                fitted,
+                data.users,
+                data.items,
+                _catalog_table(tables.movies, tables.links),
+                default_strategy=model,
+                fingerprint=fingerprint,
+                metrics=metrics,
+                extra={
+                    "dataset": dataset,
+                    "mlflow_run_id": run_id,
+                    "mlflow_tracking_uri": tracker.uri,
+                    "feedback": fb_counts,
+                    "data_max_timestamp": int(pc.max(tables.ratings["timestamp"]).as_py() or 0),
+                },
+                make_current=False,
             )
-        decision = decided.to_dict()
-        tracker.log(
-            run_id,
-            tags={
-                "promotion.decision": "promoted" if decided.promoted else "kept champion",
-                "promotion.reason": decided.reason,
-                "registered_version": reg,
-                "bundle_version": version,
-            },
-            metrics={
-                k: v
-                for k, v in decision.items()
-                if k in ("challenger_value", "champion_value") and v is not None
-            },
+            folder = settings.bundles_dir / version
+            tracker.log(
+                run_id,
+                metrics={
+                    f"{path.name}.size_on_disk_mb": sum(
+                        f.stat().st_size for f in path.rglob("*") if f.is_file()
+                    )
+                    / 2**20
+                    for path in (folder / "models").iterdir()
+                }
+                | {
+                    "bundle_size_mb": sum(
+                        f.stat().st_size for f in folder.rglob("*") if f.is_file()
+                    )
+                    / 2**20
+                },
+            )
+            step("register")
+            value = metrics.get(metric)
+            reg = tracker.register(
+                run_id,
+                settings.bundles_dir / version,
+                {
+                    "bundle_version": version,
+                    "model": model,
+                    "params_json": json.dumps(params.get(model) or {}),
+                    "config_hash": config.config_hash(),
+                    "metric": metric,
+                    "metric_value": "" if value is None else repr(float(value)),
+                    "protocol": protocol,
+                    "data_fingerprint": str(fingerprint["sha256"]),
+                    "dataset": dataset,
+                },
+            )
+            tracker.set_alias(CHALLENGER, reg)
+            challenger = Challenger(
+                reg, model, config.config_hash(), value, str(fingerprint["sha256"])
+            )
+
+            def evaluate_champion(champ_model: str, champ_params: dict[str, Any]) -> float:
+                result = _evaluate_model(
+                    tables, protocol, champ_model, {champ_model: champ_params}, dataset
+                )
+                return float(result["models"][champ_model][metric])
+
+            decided = decide(tracker, rule, challenger, evaluate_champion)
+            if decided.promoted and drift is not None and drift["level"] == "strong" and not force:
+                decided = dataclasses.replace(
+                    decided,
+                    promoted=False,
+                    reason="not promoted: strong drift since the served data"
+                    f" ({drift_words(drift)}); run with force to promote",
+                )
+            decision = decided.to_dict()
+            tracker.log(
+                run_id,
+                tags={
+                    "promotion.decision": "promoted" if decided.promoted else "kept champion",
+                    "promotion.reason": decided.reason,
+                    "registered_version": reg,
+                    "bundle_version": version,
+                },
+                metrics={
+                    k: v
+                    for k, v in decision.items()
+                    if k in ("challenger_value", "champion_value") and v is not None
+                },
+            )
+            if decided.promoted:
+                step("promote")
+                crown(settings, tracker, reg, verify=False)
+            ok = True
+        finally:
+            tracker.end_run(run_id, ok)
+        logger.info("run %s: version %s, %s", run_id, version, decision["reason"])
+        return TrainResult(
+            version,
+            model,
+            names,
+            fingerprint,
+            metrics,
+            time.perf_counter() - t0,
+            promoted=bool(decision["promoted"]),
+            decision=decision,
+            run_id=run_id,
+            registered_version=reg,
+            feedback=fb_counts,
         )
-        if decided.promoted:
-            step("promote")
-            crown(settings, tracker, reg, verify=False)
-        ok = True
-    finally:
-        tracker.end_run(run_id, ok)
-    logger.info("run %s: version %s, %s", run_id, version, decision["reason"])
-    return TrainResult(
-        version,
-        model,
-        names,
-        fingerprint,
-        metrics,
-        time.perf_counter() - t0,
-        promoted=bool(decision["promoted"]),
-        decision=decision,
-        run_id=run_id,
-        registered_version=reg,
-        feedback=fb_counts,
-    )
 
 
 def _evaluate_model(
