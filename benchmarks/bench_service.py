@@ -193,15 +193,17 @@ def _cold_latency(url: str, movies: list[int], strategy: str, n: int, k: int) ->
     }
 
 
-def _sequential(url: str, paths: list[str], rounds: int = 3) -> dict[str, Any]:
-    """One request at a time over ``paths`` (``rounds`` times; the first round is a warm-up)."""
+def _sequential(
+    url: str, paths: list[str], rounds: int = 3, warm_up: bool = True
+) -> dict[str, Any]:
+    """One request at a time over ``paths`` (``rounds`` times; the first a warm-up if asked)."""
     lat = []
     with httpx.Client(base_url=url, timeout=30) as c:
         for r in range(rounds):
             for path in paths:
                 t0 = time.perf_counter()
                 c.get(path).raise_for_status()
-                if r:
+                if r or not warm_up:
                     lat.append((time.perf_counter() - t0) * 1000)
     return {
         "requests": len(lat),
@@ -287,6 +289,20 @@ def _per_request_rows(
         single = {name: _sequential(url, rows[name][:100]) for name in rows}
         single["explain_added_ms"] = {
             "p50_ms": single["explain"]["p50_ms"] - single["explain_off_same_users"]["p50_ms"]
+        }
+        # explained answers are kept like plain ones: what the first one of a user costs
+        # (users not asked for before, plain answers cached first, each explained once)
+        taken = set(fresh)
+        others = [u for u in users[200:] if u not in taken][:200]
+        single["explain_off_other_users"] = _sequential(
+            url, [f"/recommend/user/{u}?{q}" for u in others], rounds=2
+        )
+        single["explain_first"] = _sequential(
+            url, [f"/recommend/user/{u}?{q}&explain=true" for u in others], 1, warm_up=False
+        )
+        single["explain_first_added_ms"] = {
+            "p50_ms": single["explain_first"]["p50_ms"]
+            - single["explain_off_other_users"]["p50_ms"]
         }
         out["single"] = single
         lat = []

@@ -7,8 +7,11 @@
  * csr_product    dense rows of x @ m for two CSR matrices: every stored x[q, j] adds
  *                x[q, j]·m[j, :] to row q of a zeroed output, in storage order (SciPy's
  *                order and precision).
+ * count_le       per (item, time) query, the log position after the item's last event at or
+ *                before that time: a binary search inside the item's own segment of a log
+ *                sorted by (item, time) (a few events, not the whole log).
  *
- * Both take their arrays through the buffer protocol (NumPy arrays, checked by the Python
+ * All take their arrays through the buffer protocol (NumPy arrays, checked by the Python
  * wrappers in movierec.types and movierec.models.topk) and release the GIL while they run.
  */
 #define PY_SSIZE_T_CLEAN
@@ -153,11 +156,67 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------- count_le */
+
+#define TIME_MAX ((int64_t)1 << 34) /* times are clipped to [0, 2^34) like the log's keys */
+
+static inline int64_t clip_time(int64_t t) {
+    return t < 0 ? 0 : (t >= TIME_MAX ? TIME_MAX - 1 : t);
+}
+
+static PyObject *count_le(PyObject *self, PyObject *args) {
+    Py_buffer st, tm, it, tq, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*", &st, &tm, &it, &tq, &out)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n_items = st.len / 8 - 1, n_log = tm.len / 8, n_q = it.len / 8;
+    if (st.len % 8 || tm.len % 8 || it.len % 8 || n_items < 0 || tq.len != it.len ||
+        out.len != it.len) {
+        PyErr_SetString(PyExc_ValueError, "count_le: buffer sizes do not match");
+        goto done;
+    }
+    const int64_t *start = st.buf, *times = tm.buf, *items = it.buf, *t = tq.buf;
+    int64_t *pos = out.buf;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t q = 0; q < n_q && !bad; q++) {
+        int64_t i = items[q];
+        if (i < 0 || i >= n_items || start[i] > start[i + 1] || start[i + 1] > n_log) {
+            bad = 1;
+            break;
+        }
+        int64_t lo = start[i], hi = start[i + 1], key = clip_time(t[q]);
+        while (lo < hi) { /* first position whose clipped time is > key */
+            int64_t mid = lo + (hi - lo) / 2;
+            if (clip_time(times[mid]) <= key)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        pos[q] = lo;
+    }
+    Py_END_ALLOW_THREADS;
+    if (bad) {
+        PyErr_SetString(PyExc_IndexError, "count_le: an item outside the log");
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&st);
+    PyBuffer_Release(&tm);
+    PyBuffer_Release(&it);
+    PyBuffer_Release(&tq);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"topk_rows", topk_rows, METH_VARARGS,
      "topk_rows(scores, n, m, k, out): k best columns per row, best first (ties: smaller)."},
     {"csr_product", csr_product, METH_VARARGS,
      "csr_product(n_q, n_out, xp, xi, xd, mp, mi, md, out, wide, dbl): out += x @ m."},
+    {"count_le", count_le, METH_VARARGS,
+     "count_le(item_start, times, items, t, out): log position after each item's events <= t."},
     {NULL, NULL, 0, NULL},
 };
 

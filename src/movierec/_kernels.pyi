@@ -20,3 +20,6 @@ def csr_product(
     /,
 ) -> None:
     """``out += x @ m`` for two CSR matrices given by their arrays (dense, zeroed ``out``)."""
+
+def count_le(item_start: Any, times: Any, items: Any, t: Any, out: Any, /) -> None:
+    """Per (item, time): position after the item's last logged event at or before the time."""

@@ -6,8 +6,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from movierec.data.interactions import InteractionData
+from movierec.data.vocab import Vocabulary
 from movierec.evaluation.runner import ablation_variants
 from movierec.models import TrainOptions
 from movierec.ranking.candidates import candidate_recall, generate
@@ -96,6 +99,38 @@ def test_item_window_counts_and_rating_mean_by_hand() -> None:
     assert f["item_rating_mean"][0] == pytest.approx(2.0)
     assert f["item_days_since_last"][0] == pytest.approx(0.0)
     assert f["item_days_since_first"][0] == pytest.approx(20.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6), st.integers(-3, 40)), min_size=1, max_size=60, unique=True
+    ),
+    st.lists(st.tuples(st.integers(0, 6), st.floats(-5, 50)), min_size=1, max_size=30),
+)
+def test_the_compiled_log_search_equals_a_search_of_packed_keys(
+    events: list[tuple[int, int]], queries: list[tuple[int, float]]
+) -> None:
+    """Per (item, time): the log position a searchsorted of (item << 34) + time keys gives."""
+    users = np.arange(len(events))
+    items = np.array([e[0] for e in events])
+    days = np.array([e[1] for e in events])
+    t0 = 2 * int(DAY)  # some events and queries before 1970: clipped to 0 like the keys were
+    data = InteractionData.from_arrays(
+        users, items, np.ones(len(events)), t0 + days * int(DAY), items=Vocabulary(np.arange(7))
+    )
+    store = FeatureStore.build(data)
+    q_items = np.array([q[0] for q in queries], np.int64)
+    q_times = t0 + np.array([q[1] for q in queries]) * DAY
+
+    def key(i: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return (i.astype(np.int64) << 34) + np.clip(t, 0, (1 << 34) - 1).astype(np.int64)
+
+    keys = key(np.repeat(np.arange(7), np.diff(store.item_start)), store.times)
+    want = np.searchsorted(keys, key(q_items, np.floor(q_times).astype(np.int64)), "right")
+    np.testing.assert_array_equal(store._count_le(q_items, q_times), want)
+    with pytest.raises(IndexError):
+        store._count_le(np.array([7]), np.array([float(t0)]))
 
 
 def test_store_save_load_roundtrip(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+import movierec._kernels as _kernels
 from movierec import types as mt
 from movierec.data.interactions import InteractionData
 from movierec.types import csr_product_dense, csr_rows_entries, product_values
@@ -110,7 +111,6 @@ class FeatureStore:
     def __init__(
         self,
         item_start: np.ndarray,
-        keys: np.ndarray,
         times: np.ndarray,
         cum_rating: np.ndarray,
         cum_decay: np.ndarray,
@@ -119,9 +119,8 @@ class FeatureStore:
         t_ref: float,
         genre_names: tuple[str, ...] = (),
     ) -> None:
-        self.item_start = item_start
-        self.keys = keys
-        self.times = times
+        self.item_start = np.ascontiguousarray(item_start, np.int64)
+        self.times = np.ascontiguousarray(times, np.int64)
         self.cum_rating = cum_rating
         self.cum_decay = cum_decay
         self.item_genres = sp.csr_matrix(item_genres, dtype=np.float32)
@@ -195,7 +194,6 @@ class FeatureStore:
         item_start = np.searchsorted(items, np.arange(genres.shape[0] + 1)).astype(np.int64)
         return cls(
             item_start,
-            _keys(items, times),
             times,
             frame["cum_rating"].to_numpy(),
             frame["cum_decay"].to_numpy(),
@@ -243,8 +241,16 @@ class FeatureStore:
 
     # ---------------------------------------------------------------- lookups
     def _count_le(self, items: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Position after the last event of each item with time <= t (global log position)."""
-        return np.searchsorted(self.keys, _keys(items, np.floor(t).astype(np.int64)), "right")
+        """Position after the last event of each item with time <= t (global log position).
+
+        A compiled binary search in the item's own segment of the log (times clipped to
+        [0, 2^34)): what a search of packed (item, time) keys over the whole log gives.
+        """
+        items = np.ascontiguousarray(items, np.int64)
+        when = np.ascontiguousarray(np.broadcast_to(np.floor(t), items.shape), np.int64)
+        out = np.empty(items.size, np.int64)
+        _kernels.count_le(self.item_start, self.times, items, when, out)
+        return out
 
     def _window(
         self, items: np.ndarray, start: np.ndarray, end: np.ndarray, as_of: np.ndarray, days: int
@@ -332,11 +338,6 @@ class FeatureStore:
         taste = csr_product_dense(weighted, self.item_genres_f64, np.float64)
         norm = taste.sum(axis=1, keepdims=True)
         return np.divide(taste, norm, out=np.zeros_like(taste), where=norm > 0)
-
-
-def _keys(items: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Sort keys (item, time) packed in one int64: item in the high bits, time in the low 34."""
-    return (items.astype(np.int64) << 34) + np.clip(times, 0, (1 << 34) - 1).astype(np.int64)
 
 
 def _recency_rank(ts: sp.csr_matrix) -> np.ndarray:

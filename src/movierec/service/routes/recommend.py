@@ -61,6 +61,9 @@ def _recommend(
     return _out(engine, ans, explain)
 
 
+#: Suffix of the strategy name under which a known user's explained answer is stored.
+EXPLAINED = "+explain"
+
 #: Largest catalog whose explanations of cached answers are computed on the event loop (the
 #: reasons read the answer's similarity rows densely: O(k · items)).
 INLINE_EXPLAIN_MAX_ITEMS = 20_000
@@ -159,18 +162,23 @@ async def recommend_user(request: Request) -> Response:
             response.headers["X-Variant"] = label
             return response
     name = strategy or engine.bundle.default_strategy
-    plain = not explain and exclude_seen and name != "mixed"
-    key = state.plain_key(user_id, name, k) if plain else None
+    storable = exclude_seen and name != "mixed"  # (alpha is mixed's only)
+    # an explained answer is as fixed as the plain one (same history, same model): kept
+    # beside it under its own name ("+" is in no strategy name) and dropped with it
+    key = state.plain_key(user_id, name + EXPLAINED if explain else name, k) if storable else None
     if key is not None:
         # the common case: a known user with no feedback since training, served from bytes
         body = engine.cached_response(key)
         if body is None:
-            body = await state.work.run(_recommend_bytes, engine, state, user_id, k, name)
+            if explain and _explain_inline(engine, state, user_id, name, k, exclude_seen):
+                # the reasons of a cached top-N: about half a millisecond, cheaper on the event
+                # loop than a hop to a worker thread that competes with it for the GIL
+                body = _recommend_bytes(engine, state, user_id, k, name, True, True)
+            else:
+                body = await state.work.run(
+                    _recommend_bytes, engine, state, user_id, k, name, True, explain
+                )
             engine.store_response(key, body)
-    elif explain and _explain_inline(engine, state, user_id, name, k, exclude_seen):
-        # the reasons of a cached answer: about half a millisecond, cheaper on the event loop
-        # than a hop to a worker thread that then competes with it for the interpreter lock
-        body = _recommend_bytes(engine, state, user_id, k, name, exclude_seen, True, alpha)
     else:  # per request; serialised in the worker too (reasons make long answers)
         body = await state.work.run(
             _recommend_bytes, engine, state, user_id, k, strategy, exclude_seen, explain, alpha
