@@ -222,7 +222,8 @@ class Recommender(ABC):
         """
         scores = self.score_history(self.scoring_input(values, timestamps))
         if self.needs_history:
-            empty = np.diff(sp.csr_matrix(values).indptr) == 0
+            rows = values if isinstance(values, sp.csr_matrix) else sp.csr_matrix(values)
+            empty = np.diff(rows.indptr) == 0
             if empty.any():
                 scores = np.asarray(scores, dtype=np.float32)
                 scores[empty] = np.nan

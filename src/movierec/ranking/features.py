@@ -378,11 +378,11 @@ def cross_features(
         n_q = ctx.timestamps.shape[0]
         q_rows = np.repeat(np.arange(n_q), np.diff(ctx.timestamps.indptr))
         sel = rank < LAST_N
+        at = q_rows[sel] * LAST_N + rank[sel].astype(np.int64)  # one entry per row at most
+        indptr = np.zeros(n_q * LAST_N + 1, np.int64)
+        np.cumsum(np.bincount(at, minlength=n_q * LAST_N), out=indptr[1:])
         latest = sp.csr_matrix(  # float32 like the similarity (a float64 one upcasts it)
-            (
-                np.ones(int(sel.sum()), np.float32),
-                (q_rows[sel] * LAST_N + rank[sel].astype(np.int64), ctx.timestamps.indices[sel]),
-            ),
+            (np.ones(at.size, np.float32), ctx.timestamps.indices[sel][np.argsort(at)], indptr),
             shape=(n_q * LAST_N, ctx.timestamps.shape[1]),
         )
         rr = (rows[:, None] * LAST_N + np.arange(LAST_N)[None, :]).ravel()

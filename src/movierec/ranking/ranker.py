@@ -234,7 +234,10 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         names = list(cols)
         if not names:
             return np.zeros((rows.size, 1), np.float32), ["bias"]
-        return np.column_stack([cols[n] for n in names]).astype(np.float32), names
+        out = np.empty((rows.size, len(names)), np.float32)  # each column cast once, in place
+        for j, n in enumerate(names):
+            out[:, j] = cols[n]
+        return out, names
 
     # ----------------------------------------------------------------- scoring
     def _pool(
