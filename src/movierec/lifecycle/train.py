@@ -111,10 +111,7 @@ def one_training(home: Path, wait: bool = True) -> Iterator[None]:
                 raise TrainingBusyError(f"another training is running in {home}") from None
             logger.info("train: waiting for the training running in %s", home)
             fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+        yield  # closing the file (the with block, also on an exception) releases the lock
 
 
 def train_steps(strategies: tuple[str, ...], model: str, evaluate: bool = True) -> int:

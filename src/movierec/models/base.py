@@ -200,10 +200,7 @@ class Recommender(ABC):
         if half_life is not None and self.use_recency and timestamps is not None and x.nnz:
             floor = self.config.recency_floor
             w = floor + (1.0 - floor) * weighting.recency_weights(timestamps, half_life)
-            x = sp.csr_matrix(
-                (x.data * w, x.indices, x.indptr),
-                shape=x.shape,
-            )
+            x = sp.csr_matrix((x.data * w, x.indices, x.indptr), shape=x.shape)
         return x
 
     # ------------------------------------------------------------------ scoring
