@@ -210,6 +210,30 @@ def test_candidates_merge_sources_with_ranks() -> None:
     assert cands.proposed.any(axis=1).all()
 
 
+def test_candidates_of_a_batch_equal_chunks_and_single_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import movierec.ranking.candidates as candidates
+
+    data, options = checkerboard()
+    sources = {n: create(n).fit(data, options) for n in ("popularity", "itemknn", "sequential")}
+    values, ts = data.matrix[:7], data.timestamp_matrix()[:7]
+    whole = generate(sources, values, ts, per_source=4)
+    singles = [generate(sources, values[q], ts[q], per_source=4) for q in range(7)]
+    # a chunk bound of 2 queries (10 bytes per source score): the chunked path
+    monkeypatch.setattr(candidates, "CANDIDATE_CHUNK_BYTES", 2 * 10 * 3 * data.n_items)
+    chunked = generate(sources, values, ts, per_source=4)
+    assert np.diff(chunked.rows).min() >= 0 and whole.rows.max() == 6
+    np.testing.assert_array_equal(
+        np.concatenate([c.rows + q for q, c in enumerate(singles)]), whole.rows
+    )
+    for field in ("rows", "items", "scores", "ranks", "proposed"):
+        np.testing.assert_array_equal(getattr(chunked, field), getattr(whole, field))
+        if field != "rows":  # a row alone gets what it gets in a batch
+            one_by_one = np.concatenate([getattr(c, field) for c in singles])
+            np.testing.assert_array_equal(one_by_one, getattr(whole, field))
+
+
 def test_candidate_recall_by_hand() -> None:
     data, options = checkerboard()
     sources = {"popularity": create("popularity").fit(data, options)}

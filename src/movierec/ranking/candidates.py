@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from movierec.models.base import Recommender
 from movierec.models.topk import topk
 
-#: Bytes of dense score rows (all sources, with their top-k copies) per chunk of queries.
+#: Bytes of dense score rows (all sources, their top-k copy and masks) per chunk of queries.
 CANDIDATE_CHUNK_BYTES = 512 * 1024 * 1024
 #: Candidate sources, in the order their columns appear.
 DEFAULT_SOURCES = ("popularity", "itemknn", "als", "ease", "genre", "sequential")
@@ -67,7 +67,7 @@ def generate(
     names = tuple(sources)
     n_q = values.shape[0]
     exclude = values if exclude is None else exclude
-    chunk = max(1, CANDIDATE_CHUNK_BYTES // max(1, 8 * len(names) * values.shape[1]))
+    chunk = max(1, CANDIDATE_CHUNK_BYTES // max(1, 10 * len(names) * values.shape[1]))
     if n_q > chunk:  # dense score rows of every source: bounded by chunks of queries
         parts = [
             generate(
@@ -94,12 +94,12 @@ def generate(
     for j, name in enumerate(names):
         stacked[j] = sources[name].score_rows(values, timestamps)
     kk = min(per_source, n_items)
-    if n_q == 1:  # serving: one top-k call over every source's row
-        work = stacked.reshape(n_src, n_items).copy()
-        work[:, exclude.indices] = -np.inf
-        prop = topk(work, kk).items.reshape(n_src, 1, kk)
-    else:  # a batch: one source at a time keeps top-k's temporaries to one source's rows
-        prop = np.stack([topk(stacked[j].copy(), kk, exclude=exclude).items for j in range(n_src)])
+    # one top-k call over every (source, query) row, each query's excluded items masked once
+    work = stacked.copy()
+    if exclude.nnz:
+        erows = np.repeat(np.arange(n_q), np.diff(exclude.indptr))
+        work[:, erows, exclude.indices] = -np.inf
+    prop = topk(work.reshape(n_src * n_q, n_items), kk).items.reshape(n_src, n_q, kk)
     # (source, query, rank) of every proposal; pairs = distinct (query, item) keys
     src = np.repeat(np.arange(n_src), n_q * kk)
     prow = np.tile(np.repeat(np.arange(n_q), kk), n_src)
@@ -108,7 +108,9 @@ def generate(
     good = pitem >= 0
     src, prow, prank, pitem = src[good], prow[good], prank[good], pitem[good]
     pkey = prow * np.int64(n_items) + pitem
-    key = np.unique(pkey)
+    seen = np.zeros(n_q * n_items, bool)  # distinct keys, sorted, without sorting them
+    seen[pkey] = True
+    key = np.flatnonzero(seen)
     rows, items = key // n_items, key % n_items
     n_pairs = rows.size
     scores = stacked[:, rows, items].T
