@@ -18,6 +18,7 @@ from movierec.ranking.diversity import mmr
 from movierec.ranking.features import DAY, FeatureStore, QueryContext
 from movierec.ranking.labels import label_split
 from movierec.ranking.ranker import RankedRecommender
+from movierec.ranking.reasons import Trending
 from movierec.strategies import create, load
 from tests.models.contract import RecommenderContract, checkerboard
 
@@ -131,6 +132,31 @@ def test_the_compiled_log_search_equals_a_search_of_packed_keys(
     np.testing.assert_array_equal(store._count_le(q_items, q_times), want)
     with pytest.raises(IndexError):
         store._count_le(np.array([7]), np.array([float(t0)]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    events=st.lists(st.tuples(st.integers(0, 6), st.integers(-5, 120)), min_size=1, max_size=80),
+    queries=st.lists(st.floats(-10, 160, allow_nan=False), min_size=1, max_size=10),
+)
+def test_trending_counts_of_the_time_ordered_log_equal_each_items_window(
+    events: list[tuple[int, int]], queries: list[float]
+) -> None:
+    """All items' 30-day counts from one slice of the log equal two searches per item."""
+    users = np.arange(len(events))
+    items = np.array([e[0] for e in events])
+    t0 = 2 * int(DAY)  # events and windows before 1970 are clipped to 0, as in the kernel
+    times = t0 + np.array([e[1] for e in events]) * int(DAY) // 2
+    data = InteractionData.from_arrays(
+        users, items, np.ones(len(events)), times, items=Vocabulary(np.arange(7))
+    )
+    store = FeatureStore.build(data)
+    trending = Trending(store)
+    for q in queries:
+        as_of = t0 + q * DAY / 2  # also exactly on event times and window edges
+        want = store.item_window_count(np.arange(7), np.full(7, as_of), 30)
+        np.testing.assert_array_equal(trending.counts(as_of), want)
+        assert trending.threshold(as_of) == float(np.quantile(want, 0.99))
 
 
 def test_store_save_load_roundtrip(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ from movierec.ranking.features import (
 )
 from movierec.ranking.labels import label_split
 from movierec.ranking.learner import Learned, train_learner
-from movierec.ranking.reasons import Reason, reasons_for
+from movierec.ranking.reasons import Reason, Trending, reasons_for
 from movierec.ranking.sizing import ranked_memory_need
 
 logger = logging.getLogger(__name__)
@@ -308,6 +308,8 @@ class RankedRecommender(NeighbourMatrix, Recommender):
 
         if self.learned.booster is not None:
             self.learned.compiled = compile_booster(self.learned.booster, cache_dir)
+        if self.store is not None:  # the first explanation then finds it made
+            self.trending().build()
 
     def feature_importance(self) -> dict[str, float]:
         """Total gain per feature (LambdaRank), normalised to sum to 1."""
@@ -325,8 +327,15 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         assert self.store is not None
         values = sp.csr_matrix(values, dtype=np.float32)
         ctx = self._context(values, timestamps, self.store)
-        cache = self.__dict__.setdefault("_trending", {})  # per loaded model, not saved
-        return reasons_for(self.store, self.similarity, cache, ctx, values, items)
+        return reasons_for(self.store, self.similarity, self.trending(), ctx, values, items)
+
+    def trending(self) -> Trending:
+        """The trending threshold's time-ordered log (per loaded model, not saved)."""
+        assert self.store is not None
+        made = self.__dict__.get("_trending")
+        if made is None or made.store is not self.store:
+            made = self.__dict__["_trending"] = Trending(self.store)
+        return made
 
     # ------------------------------------------------------------- persistence
     def _save_extra(self, folder: Path, with_history: bool) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.ranking.features import WINDOWS, FeatureStore, QueryContext
+from movierec.ranking.features import DAY, WINDOWS, FeatureStore, QueryContext
 from movierec.types import pair_values
 
 #: Trending thresholds kept per query time: one per user's latest event.
@@ -23,25 +23,61 @@ class Reason:
     genres: tuple[int, ...] = ()
 
 
-def trending_threshold(store: FeatureStore, cache: dict[float, float], as_of: float) -> float:
-    """The 99th percentile over items of their events in the trending window at ``as_of``.
+#: Times are clipped to [0, 2^34) in every search of the log (as by the compiled kernel).
+TIME_MAX = 1 << 34
 
-    O(items) once per distinct time, then read from ``cache`` (at most
-    :data:`TRENDING_CACHE` times, oldest evicted first).
+
+class Trending:
+    """The trending threshold of a feature store at any time, in O(events in the window).
+
+    The window counts of *all* items at one time are the events of one slice of the log in
+    time order: every event's clipped time, ascending, and its item (12 bytes an event, built
+    once per loaded model, in the background after a load or at the first explanation); a
+    ``bincount`` of the slice gives what two searches per item in the item-ordered log give.
+    Thresholds are kept for :data:`TRENDING_CACHE` times (oldest evicted first).
     """
-    if as_of not in cache:
-        n = store.n_items
-        counts = store.item_window_count(np.arange(n), np.full(n, as_of), WINDOWS[1])
-        if len(cache) >= TRENDING_CACHE:
-            cache.pop(next(iter(cache)))
-        cache[as_of] = float(np.quantile(counts, 0.99)) if n else 0.0
-    return cache[as_of]
+
+    def __init__(self, store: FeatureStore) -> None:
+        self.store = store
+        self._order: tuple[np.ndarray, np.ndarray] | None = None
+        self._cache: dict[float, float] = {}
+
+    def build(self) -> tuple[np.ndarray, np.ndarray]:
+        """(times ascending, their items): made once."""
+        if self._order is None:
+            s = self.store
+            n_log = int(s.item_start[-1]) if s.n_items else 0
+            times = np.clip(s.times[:n_log], 0, TIME_MAX - 1)
+            items = np.repeat(np.arange(s.n_items, dtype=np.int32), np.diff(s.item_start))
+            order = np.argsort(times, kind="stable")
+            self._order = (times[order], items[order])
+        return self._order
+
+    def counts(self, as_of: float, days: int = WINDOWS[1]) -> np.ndarray:
+        """Events of every item in the ``days`` before ``as_of`` (``item_n_<days>d``)."""
+        times, items = self.build()
+
+        def key(t: float) -> int:
+            return min(max(int(np.floor(t)), 0), TIME_MAX - 1)
+
+        lo = int(np.searchsorted(times, key(as_of - days * DAY), "right"))
+        hi = int(np.searchsorted(times, key(as_of), "right"))
+        return np.bincount(items[lo:hi], minlength=self.store.n_items).astype(np.float64)
+
+    def threshold(self, as_of: float) -> float:
+        """The 99th percentile over items of their events in the trending window."""
+        if as_of not in self._cache:
+            if len(self._cache) >= TRENDING_CACHE:
+                self._cache.pop(next(iter(self._cache)))
+            n = self.store.n_items
+            self._cache[as_of] = float(np.quantile(self.counts(as_of), 0.99)) if n else 0.0
+        return self._cache[as_of]
 
 
 def reasons_for(
     store: FeatureStore,
     similarity: sp.csr_matrix,
-    cache: dict[float, float],
+    trending: Trending,
     ctx: QueryContext,
     values: sp.csr_matrix,
     items: np.ndarray,
@@ -58,7 +94,7 @@ def reasons_for(
     taste = store.genre_taste(ctx)
     top_genres = set(np.argsort(-taste[0])[:3].tolist()) if taste.shape[1] else set()
     hist = values.indices
-    threshold = trending_threshold(store, cache, float(as_of[0]))
+    threshold = trending.threshold(float(as_of[0]))
     rows = np.repeat(np.arange(items.size), hist.size)
     sims = pair_values(similarity[items], rows, np.tile(hist, items.size))
     sims = sims.reshape(items.size, hist.size)
