@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.models.base import Recommender
-from movierec.models.topk import topk
+from movierec.models.topk import mask_rows, topk
 
 #: Bytes of dense score rows (all sources, their top-k copy and masks) per chunk of queries.
 CANDIDATE_CHUNK_BYTES = 512 * 1024 * 1024
@@ -96,9 +96,8 @@ def generate(
     kk = min(per_source, n_items)
     # one top-k call over every (source, query) row, each query's excluded items masked once
     work = stacked.copy()
-    if exclude.nnz:
-        erows = np.repeat(np.arange(n_q), np.diff(exclude.indptr))
-        work[:, erows, exclude.indices] = -np.inf
+    for rows_of_source in work:
+        mask_rows(rows_of_source, exclude)
     prop = topk(work.reshape(n_src * n_q, n_items), kk).items.reshape(n_src, n_q, kk)
     # (source, query, rank) of every proposal; pairs = distinct (query, item) keys
     src = np.repeat(np.arange(n_src), n_q * kk)

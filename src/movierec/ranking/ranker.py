@@ -303,12 +303,16 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         return candidate_recall(cands, truth)
 
     def compile_ranker(self, cache_dir: Path) -> None:
-        """Score with the trees compiled to native code (same scores; see ``compiled``)."""
+        """Make the parts only serving needs: compiled trees and the trending log.
+
+        The trees are compiled to native code (same scores; see ``compiled``); the trending
+        threshold's time-ordered log is built so that a first explanation finds it made.
+        """
         from movierec.ranking.compiled import compile_booster
 
         if self.learned.booster is not None:
             self.learned.compiled = compile_booster(self.learned.booster, cache_dir)
-        if self.store is not None:  # the first explanation then finds it made
+        if self.store is not None:
             self.trending().build()
 
     def feature_importance(self) -> dict[str, float]:
