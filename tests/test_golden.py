@@ -32,6 +32,10 @@ def test_same_answers_as_before(strategy: str, current: dict[str, dict[str, list
     expected = json.loads(GOLDEN.read_text())[strategy]
     got = current[strategy]
     assert got["items"] == expected["items"]
-    np.testing.assert_allclose(np.asarray(got["scores"]), np.asarray(expected["scores"]), atol=2e-5)
+    # float32 training (implicit's ALS) sums in the order of the CPU's SIMD kernels: scores
+    # differ by ~5e-5 between an Intel and an AMD EPYC host; the lists themselves do not
+    np.testing.assert_allclose(
+        np.asarray(got["scores"]), np.asarray(expected["scores"]), rtol=1e-4, atol=2e-5
+    )
     assert got["fold_in_items"] == expected["fold_in_items"]
     assert got.get("similar") == expected.get("similar")

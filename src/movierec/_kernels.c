@@ -2,8 +2,8 @@
  * movierec._kernels: the two inner loops of per-request scoring, compiled.
  *
  * topk_rows      the k best columns of each row of a float32 matrix, best first, ties to the
- *                smaller column (one bounded heap per row: m + r·log k steps, r the values that
- *                enter the heap).
+ *                smaller column (one pass per row behind a rising threshold, a few
+ *                selections of a 4k buffer, one sort of the k kept).
  * csr_product    dense rows of x @ m for two CSR matrices: every stored x[q, j] adds
  *                x[q, j]·m[j, :] to row q of a zeroed output, in storage order (SciPy's
  *                order and precision).
@@ -30,41 +30,100 @@ typedef struct {
 /* a is worse than b: lower value, or the same value at a larger column */
 static inline int worse(entry a, entry b) { return a.v < b.v || (a.v == b.v && a.i > b.i); }
 
-static void sift_down(entry *h, Py_ssize_t n, Py_ssize_t p) {
-    for (;;) {
-        Py_ssize_t l = 2 * p + 1, r = l + 1, w = p;
-        if (l < n && worse(h[l], h[w])) w = l;
-        if (r < n && worse(h[r], h[w])) w = r;
-        if (w == p) return;
-        entry t = h[p];
-        h[p] = h[w];
-        h[w] = t;
-        p = w;
+static inline float clean(float v) { return isnan(v) ? -INFINITY : v; }
+
+static inline void swap_entries(entry *a, entry *b) {
+    entry t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Reorder e[0..n) so that e[0..k) are its k best (in any order): quickselect on the total
+ * order of worse(), pivot the median of three. */
+static void select_best(entry *e, Py_ssize_t n, Py_ssize_t k) {
+    Py_ssize_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (worse(e[lo], e[mid])) swap_entries(&e[lo], &e[mid]);
+        if (worse(e[lo], e[hi])) swap_entries(&e[lo], &e[hi]);
+        if (worse(e[mid], e[hi])) swap_entries(&e[mid], &e[hi]);
+        entry pivot = e[mid]; /* e[lo] >= pivot >= e[hi] */
+        Py_ssize_t i = lo, j = hi;
+        while (i <= j) { /* better than the pivot to the left */
+            while (worse(pivot, e[i])) i++;
+            while (worse(e[j], pivot)) j--;
+            if (i <= j) {
+                swap_entries(&e[i], &e[j]);
+                i++;
+                j--;
+            }
+        }
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            return;
     }
 }
 
-static inline float clean(float v) { return isnan(v) ? -INFINITY : v; }
-
-static void topk_row(const float *row, Py_ssize_t m, Py_ssize_t k, entry *h, int64_t *out) {
-    for (Py_ssize_t j = 0; j < k; j++) {
-        h[j].v = clean(row[j]);
-        h[j].i = j;
-    }
-    for (Py_ssize_t p = k / 2 - 1; p >= 0; p--) sift_down(h, k, p);
-    for (Py_ssize_t j = k; j < m; j++) {
-        float v = clean(row[j]);
-        if (v > h[0].v) { /* an equal value at a larger column is worse: never enters */
-            h[0].v = v;
-            h[0].i = j;
-            sift_down(h, k, 0);
+/* Best first: insertion into runs, merged bottom-up (n is at most a few hundred). */
+static void sort_best_first(entry *e, entry *tmp, Py_ssize_t n) {
+    const Py_ssize_t run = 16;
+    for (Py_ssize_t s = 0; s < n; s += run) {
+        Py_ssize_t end = s + run < n ? s + run : n;
+        for (Py_ssize_t a = s + 1; a < end; a++) {
+            entry x = e[a];
+            Py_ssize_t b = a;
+            while (b > s && worse(e[b - 1], x)) {
+                e[b] = e[b - 1];
+                b--;
+            }
+            e[b] = x;
         }
     }
-    /* pop the worst to the back: best first */
-    for (Py_ssize_t n = k; n > 0; n--) {
-        out[n - 1] = h[0].i;
-        h[0] = h[n - 1];
-        sift_down(h, n - 1, 0);
+    for (Py_ssize_t w = run; w < n; w *= 2) {
+        for (Py_ssize_t s = 0; s < n; s += 2 * w) {
+            Py_ssize_t mid = s + w < n ? s + w : n, end = s + 2 * w < n ? s + 2 * w : n;
+            Py_ssize_t a = s, b = mid, o = s;
+            while (a < mid && b < end) tmp[o++] = worse(e[a], e[b]) ? e[b++] : e[a++];
+            while (a < mid) tmp[o++] = e[a++];
+            while (b < end) tmp[o++] = e[b++];
+        }
+        for (Py_ssize_t s = 0; s < n; s++) e[s] = tmp[s];
     }
+}
+
+/* The k best columns of a row, best first. Values are gathered into a buffer of 4k entries;
+ * when it fills, the k best are kept and the k-th of them becomes a threshold that later
+ * values must beat (strictly: a later column with an equal value is worse). A row costs one
+ * predictable pass over its values plus a few selections of the buffer: the same answer as
+ * a bounded heap, without the heap's unpredictable branches on every entering value. */
+static void topk_row(const float *row, Py_ssize_t m, Py_ssize_t k, entry *buf, entry *tmp,
+                     int64_t *out) {
+    const Py_ssize_t cap = 4 * k;
+    Py_ssize_t n = 0;
+    float thr = -INFINITY;
+    int full = 0; /* a threshold is set: k values at least as good as it are kept */
+    for (Py_ssize_t j = 0; j < m; j++) {
+        float v = clean(row[j]);
+        if (full && !(v > thr)) continue;
+        buf[n].v = v;
+        buf[n].i = j;
+        if (++n == cap) {
+            select_best(buf, n, k);
+            n = k;
+            entry kth = buf[0];
+            for (Py_ssize_t a = 1; a < k; a++)
+                if (worse(buf[a], kth)) kth = buf[a];
+            thr = kth.v;
+            full = 1;
+        }
+    }
+    if (n > k) select_best(buf, n, k);
+    if (n > k) n = k;
+    sort_best_first(buf, tmp, n);
+    for (Py_ssize_t a = 0; a < n; a++) out[a] = buf[a].i;
 }
 
 static PyObject *topk_rows(PyObject *self, PyObject *args) {
@@ -77,17 +136,17 @@ static PyObject *topk_rows(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "topk_rows: buffer sizes do not match (n, m, k)");
         goto done;
     }
-    entry *heap = malloc((size_t)k * sizeof(entry));
-    if (heap == NULL) {
+    entry *buf = malloc((size_t)k * 5 * sizeof(entry)); /* a 4k buffer and k to merge in */
+    if (buf == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     const float *s = scores.buf;
     int64_t *o = out.buf;
     Py_BEGIN_ALLOW_THREADS;
-    for (Py_ssize_t r = 0; r < n; r++) topk_row(s + r * m, m, k, heap, o + r * k);
+    for (Py_ssize_t r = 0; r < n; r++) topk_row(s + r * m, m, k, buf, buf + 4 * k, o + r * k);
     Py_END_ALLOW_THREADS;
-    free(heap);
+    free(buf);
     result = Py_None;
     Py_INCREF(result);
 done:
