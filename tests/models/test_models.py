@@ -127,7 +127,7 @@ def test_top_indices_take_the_smallest_indices_among_ties() -> None:
 def test_the_compiled_selection_equals_a_full_sort(
     n: int, m: int, kk: int, kind: str, seed: int
 ) -> None:
-    """The compiled heap selection is the first kk of a stable sort by (-value, column)."""
+    """The compiled selection is the first kk of a stable sort by (-value, column)."""
     rng = np.random.default_rng(seed)
     a = rng.random((n, m), dtype=np.float32)
     if kind == "ties":

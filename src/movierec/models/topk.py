@@ -69,8 +69,9 @@ def top_indices(values: np.ndarray, kk: int) -> np.ndarray:
 
     Ties go to the smaller column, so the selection never depends on how a partition picks
     among equal values (NumPy's SIMD partitions differ by CPU); NaN counts as ``-inf``.
-    Compiled (:mod:`movierec._kernels`): one bounded heap per row, so a row costs one pass
-    over its values plus ``log kk`` per value that enters the heap.
+    Compiled (:mod:`movierec._kernels`): one pass per row behind a rising threshold (values
+    that beat it go to a ``4·kk`` buffer, cut back to its best ``kk`` when full), then one
+    sort of the ``kk`` kept.
     """
     values = np.ascontiguousarray(values, dtype=np.float32)
     n, m = values.shape
