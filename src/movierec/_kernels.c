@@ -38,8 +38,8 @@ static inline void swap_entries(entry *a, entry *b) {
     *b = t;
 }
 
-/* Reorder e[0..n) so that e[0..k) are its k best (in any order): quickselect on the total
- * order of worse(), pivot the median of three. */
+/* Reorder e[0..n) so that e[0..k) are its k best, the k-th of them at e[k - 1]: quickselect
+ * on the total order of worse(), pivot the median of three. */
 static void select_best(entry *e, Py_ssize_t n, Py_ssize_t k) {
     Py_ssize_t lo = 0, hi = n - 1;
     while (hi > lo) {
@@ -113,15 +113,14 @@ static void topk_row(const float *row, Py_ssize_t m, Py_ssize_t k, entry *buf, e
         if (++n == cap) {
             select_best(buf, n, k);
             n = k;
-            entry kth = buf[0];
-            for (Py_ssize_t a = 1; a < k; a++)
-                if (worse(buf[a], kth)) kth = buf[a];
-            thr = kth.v;
+            thr = buf[k - 1].v; /* the k-th best: selection leaves it at k - 1 */
             full = 1;
         }
     }
-    if (n > k) select_best(buf, n, k);
-    if (n > k) n = k;
+    if (n > k) {
+        select_best(buf, n, k);
+        n = k;
+    }
     sort_best_first(buf, tmp, n);
     for (Py_ssize_t a = 0; a < n; a++) out[a] = buf[a].i;
 }
