@@ -6,8 +6,9 @@ setup(
     ext_modules=[
         Extension(
             "movierec._kernels",
-            ["src/movierec/_kernels.c"],
-            extra_compile_args=["-O3", "-std=c99"],
+            ["src/movierec/_kernels.c", "src/movierec/_features.c"],
+            depends=["src/movierec/_kernels.h"],
+            extra_compile_args=["-O3", "-std=c99", "-ffp-contract=off"],
         )
     ]
 )

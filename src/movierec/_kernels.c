@@ -11,6 +11,9 @@
  *                before that time: a binary search inside the item's own segment of a log
  *                sorted by (item, time) (a few events, not the whole log).
  *
+ * item_features, cross_features, source_features: the ranker's per-pair features (in
+ *                _features.c).
+ *
  * All take their arrays through the buffer protocol (NumPy arrays, checked by the Python
  * wrappers in movierec.types and movierec.models.topk) and release the GIL while they run.
  */
@@ -19,6 +22,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#include "_kernels.h"
 
 /* ------------------------------------------------------------------ top-k */
 
@@ -149,8 +154,10 @@ static PyObject *topk_rows(PyObject *self, PyObject *args) {
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyBuffer_Release(&scores);
-    PyBuffer_Release(&out);
+    {
+        Py_buffer *parsed[] = {&scores, &out};
+        release_buffers(parsed, 2);
+    }
     return result;
 }
 
@@ -204,23 +211,14 @@ static PyObject *csr_product(PyObject *self, PyObject *args) {
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyBuffer_Release(&xp);
-    PyBuffer_Release(&xi);
-    PyBuffer_Release(&xd);
-    PyBuffer_Release(&mp);
-    PyBuffer_Release(&mi);
-    PyBuffer_Release(&md);
-    PyBuffer_Release(&out);
+    {
+        Py_buffer *parsed[] = {&xp, &xi, &xd, &mp, &mi, &md, &out};
+        release_buffers(parsed, 7);
+    }
     return result;
 }
 
 /* ------------------------------------------------------------- count_le */
-
-#define TIME_MAX ((int64_t)1 << 34) /* times are clipped to [0, 2^34) like the log's keys */
-
-static inline int64_t clip_time(int64_t t) {
-    return t < 0 ? 0 : (t >= TIME_MAX ? TIME_MAX - 1 : t);
-}
 
 static PyObject *count_le(PyObject *self, PyObject *args) {
     Py_buffer st, tm, it, tq, out;
@@ -242,15 +240,7 @@ static PyObject *count_le(PyObject *self, PyObject *args) {
             bad = 1;
             break;
         }
-        int64_t lo = start[i], hi = start[i + 1], key = clip_time(t[q]);
-        while (lo < hi) { /* first position whose clipped time is > key */
-            int64_t mid = lo + (hi - lo) / 2;
-            if (clip_time(times[mid]) <= key)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        pos[q] = lo;
+        pos[q] = search_after(times, start[i], start[i + 1], clip_time(t[q]));
     }
     Py_END_ALLOW_THREADS;
     if (bad) {
@@ -260,11 +250,10 @@ static PyObject *count_le(PyObject *self, PyObject *args) {
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyBuffer_Release(&st);
-    PyBuffer_Release(&tm);
-    PyBuffer_Release(&it);
-    PyBuffer_Release(&tq);
-    PyBuffer_Release(&out);
+    {
+        Py_buffer *parsed[] = {&st, &tm, &it, &tq, &out};
+        release_buffers(parsed, 5);
+    }
     return result;
 }
 
@@ -275,6 +264,12 @@ static PyMethodDef methods[] = {
      "csr_product(n_q, n_out, xp, xi, xd, mp, mi, md, out, wide, dbl): out += x @ m."},
     {"count_le", count_le, METH_VARARGS,
      "count_le(item_start, times, items, t, out): log position after each item's events <= t."},
+    {"item_features", item_features, METH_VARARGS,
+     "item_features(...): the item features of (item, time) pairs into a feature matrix."},
+    {"cross_features", cross_features, METH_VARARGS,
+     "cross_features(...): genre, similarity and gap features of pairs into a matrix."},
+    {"source_features", source_features, METH_VARARGS,
+     "source_features(...): each source's score, rank and z of pairs into a matrix."},
     {NULL, NULL, 0, NULL},
 };
 

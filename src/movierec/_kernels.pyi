@@ -23,3 +23,61 @@ def csr_product(
 
 def count_le(item_start: Any, times: Any, items: Any, t: Any, out: Any, /) -> None:
     """Per (item, time): position after the item's last logged event at or before the time."""
+
+def item_features(
+    item_start: Any,
+    times: Any,
+    cum_rating: Any,
+    cum_decay: Any,
+    years: Any,
+    n_genres: Any,
+    t_ref: float,
+    windows: Any,
+    items: Any,
+    as_of: Any,
+    out: Any,
+    n_cols: int,
+    dest: Any,
+    /,
+) -> None:
+    """The item features of (item, time) pairs into columns ``dest`` of float32 ``out``."""
+
+def cross_features(
+    rows: Any,
+    items: Any,
+    taste: Any,
+    n_genres: int,
+    g_indptr: Any,
+    g_indices: Any,
+    g_wide: bool,
+    latest: Any,
+    n_latest: int,
+    n_last: Any,
+    s_indptr: Any,
+    s_indices: Any,
+    s_wide: bool,
+    s_data: Any,
+    pop: Any,
+    user_pop: Any,
+    years: Any,
+    user_year: Any,
+    out: Any,
+    n_cols: int,
+    dest: Any,
+    /,
+) -> None:
+    """Genre, similarity and gap features of (query, item) pairs into columns of ``out``."""
+
+def source_features(
+    bounds: Any,
+    scores: Any,
+    ranks: Any,
+    proposed: Any,
+    n_sources: int,
+    where: Any,
+    out: Any,
+    n_cols: int,
+    dest: Any,
+    /,
+) -> None:
+    """Each source's score, rank and z of the pairs, and the proposers' count, into ``out``."""

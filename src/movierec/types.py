@@ -49,21 +49,6 @@ def csr_from_arrays(arrays: Any, prefix: str, shape: tuple[int, ...]) -> sp.csr_
 DENSE_SIMS = 1 << 21
 
 
-def csr_rows_entries(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stored entries of the given rows of ``m``, in order: (position in ``rows``, column).
-
-    What ``m[rows].indices`` and its row of each entry give, without building the slice.
-    """
-    starts = m.indptr[rows].astype(np.int64)
-    counts = m.indptr[rows + 1].astype(np.int64) - starts
-    total = int(counts.sum())
-    which = np.repeat(np.arange(rows.size), counts)
-    pos = np.arange(total, dtype=np.int64) + np.repeat(
-        starts - (np.cumsum(counts) - counts), counts
-    )
-    return which, m.indices[pos]
-
-
 def csr_product_dense(
     x: sp.csr_matrix, m: sp.csr_matrix, dtype: type[np.floating[Any]] = np.float32
 ) -> np.ndarray:
@@ -107,12 +92,3 @@ def pair_values(m: sp.spmatrix, rows: np.ndarray, items: np.ndarray) -> np.ndarr
     if m.shape[0] * m.shape[1] <= DENSE_SIMS:  # a few queries (serving)
         return np.asarray(m.toarray()[rows, items], dtype=np.float64)
     return np.asarray(sp.csr_matrix(m)[rows, items], dtype=np.float64).ravel()
-
-
-def product_values(
-    x: sp.csr_matrix, m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray
-) -> np.ndarray:
-    """Values of ``x @ m`` at (rows, cols) pairs (float64): densely for a few queries."""
-    if x.shape[0] * m.shape[1] <= DENSE_SIMS:  # a few queries (serving)
-        return csr_product_dense(x, m)[rows, cols].astype(np.float64)
-    return pair_values(x @ m, rows, cols)

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+import movierec._kernels as _kernels
 from movierec.models.base import Recommender
 from movierec.models.topk import mask_rows, topk
+from movierec.ranking.features import feature_matrix
 
 #: Bytes of dense score rows (all sources, their top-k copy and masks) per chunk of queries.
 CANDIDATE_CHUNK_BYTES = 512 * 1024 * 1024
@@ -146,12 +148,25 @@ def candidate_recall(cands: Candidates, truth: sp.csr_matrix) -> dict[str, float
     return out
 
 
-def z_within(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """Standardise values within each query's slice."""
-    counts = np.diff(bounds)
-    rows = np.repeat(np.arange(counts.size), counts)
-    n = np.maximum(counts, 1)
-    mean = np.bincount(rows, values, minlength=counts.size) / n
-    var = np.bincount(rows, values**2, minlength=counts.size) / n - mean**2
-    std = np.sqrt(np.maximum(var, 1e-12))
-    return (values - mean[rows]) / std[rows]
+def source_features(
+    cands: Candidates, n_queries: int, where: np.ndarray, out: np.ndarray, dest: np.ndarray
+) -> None:
+    """Write the candidate-source features of pairs into columns ``dest`` of ``out``.
+
+    Each source's score, rank and score standardised within its query, then the number of
+    sources that proposed the pair. Pair ``p`` goes to row ``where[p]`` of ``out`` (-1: not
+    written); the standardisation is over all the query's pairs (mean and population
+    standard deviation, at least 1e-6). Compiled (``_kernels.source_features``);
+    ``dest[f] = -1`` skips feature ``f``.
+    """
+    _kernels.source_features(
+        cands.bounds(n_queries).astype(np.int64),
+        np.ascontiguousarray(cands.scores, np.float32),
+        np.ascontiguousarray(cands.ranks, np.float32),
+        np.ascontiguousarray(cands.proposed, np.bool_),
+        len(cands.sources),
+        np.ascontiguousarray(where, np.int64),
+        feature_matrix(out),
+        out.shape[1],
+        np.ascontiguousarray(dest, np.int64),
+    )

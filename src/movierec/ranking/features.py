@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import movierec._kernels as _kernels
 from movierec import types as mt
 from movierec.data.interactions import InteractionData
-from movierec.types import csr_product_dense, csr_rows_entries, product_values
+from movierec.types import csr_product_dense
 
 DAY = 86_400.0
 #: Half-life (days) of decayed popularity and decayed user activity.
@@ -64,6 +64,12 @@ CROSS_FEATURES = (
     "log_pop_gap",
     "year_gap",
 )
+#: :data:`CROSS_FEATURES` in the columns' order of the models trained so far (as the features
+#: were once added to a dict), with and without a similarity matrix.
+CROSS_COLUMNS = {
+    True: ("genre_affinity", "genre_affinity_max", "sim_last_1", "sim_last_max", "sim_last_mean"),
+    False: ("genre_affinity", "genre_affinity_max", "sim_last_mean", "sim_last_1", "sim_last_max"),
+}
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "user": USER_FEATURES,
     "item": ITEM_FEATURES,
@@ -124,7 +130,7 @@ class FeatureStore:
         self.cum_rating = cum_rating
         self.cum_decay = cum_decay
         self.item_genres = sp.csr_matrix(item_genres, dtype=np.float32)
-        self._genres_f64: tuple[sp.csr_matrix, sp.csr_matrix] | None = None
+        self._genres_f64: tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray] | None = None
         self.item_years = item_years
         self.t_ref = t_ref
         self.genre_names = genre_names
@@ -134,11 +140,17 @@ class FeatureStore:
     @property
     def item_genres_f64(self) -> sp.csr_matrix:
         """:attr:`item_genres` in float64, made once (SciPy would upcast it per product)."""
+        return self._side()[0]
+
+    def _side(self) -> tuple[sp.csr_matrix, np.ndarray]:
+        """:attr:`item_genres` in float64 and each item's genre count, made once per matrix."""
         cached = self._genres_f64
         if cached is None or cached[0] is not self.item_genres:
-            cached = (self.item_genres, sp.csr_matrix(self.item_genres, dtype=np.float64))
+            g = self.item_genres
+            counts = np.diff(g.indptr).astype(np.float64)
+            cached = (g, sp.csr_matrix(g, dtype=np.float64), counts)
             self._genres_f64 = cached
-        return cached[1]
+        return cached[1], cached[2]
 
     # ---------------------------------------------------------------- building
     @classmethod
@@ -266,31 +278,34 @@ class FeatureStore:
 
     def item_features(self, items: np.ndarray, as_of: np.ndarray) -> dict[str, np.ndarray]:
         """Item features of each (item, time) pair, from events at or before that time."""
-        items = items.astype(np.int64)
-        start = self.item_start[items]
-        end = self._count_le(items, as_of)
-        n = (end - start).astype(np.float64)
-        has = n > 0
-        last = np.where(has, end - 1, 0)
-        out: dict[str, np.ndarray] = {"item_n": n, "item_log_n": np.log1p(n)}
-        for w in WINDOWS:
-            out[f"item_n_{w}d"] = self._window(items, start, end, as_of, w)
-        rating_sum = np.where(has, self.cum_rating[last], 0.0)
-        scale = DECAY_DAYS * DAY / np.log(2)
-        out["item_decayed_n"] = np.where(
-            has, self.cum_decay[last] * np.exp(np.minimum((self.t_ref - as_of) / scale, 600)), 0.0
+        out = np.empty((items.size, len(ITEM_FEATURES)), np.float32)
+        self.item_features_into(items, as_of, out, np.arange(len(ITEM_FEATURES)))
+        return {name: out[:, j] for j, name in enumerate(ITEM_FEATURES)}
+
+    def item_features_into(
+        self, items: np.ndarray, as_of: np.ndarray, out: np.ndarray, dest: np.ndarray
+    ) -> None:
+        """Write :data:`ITEM_FEATURES` of (item, time) pairs into columns ``dest`` of ``out``.
+
+        Compiled (``_kernels.item_features``): per pair, the binary searches of its time and
+        windows in the item's segment of the log and the features from the running sums, in
+        double precision, written once as float32 (``dest[f] = -1`` skips feature ``f``).
+        """
+        _kernels.item_features(
+            self.item_start,
+            self.times,
+            np.ascontiguousarray(self.cum_rating, np.float64),
+            np.ascontiguousarray(self.cum_decay, np.float64),
+            np.ascontiguousarray(self.item_years, np.float64),
+            self._side()[1],
+            float(self.t_ref),
+            np.array(WINDOWS, np.float64),
+            np.ascontiguousarray(items, np.int64),
+            np.ascontiguousarray(np.broadcast_to(as_of, items.shape), np.float64),
+            feature_matrix(out),
+            out.shape[1],
+            np.ascontiguousarray(dest, np.int64),
         )
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["item_rating_mean"] = np.where(has, rating_sum / np.maximum(n, 1), np.nan)
-        t_last = np.where(has, self.times[last], 0)
-        t_first = self.times[np.minimum(start, self.times.size - 1)] if self.times.size else 0
-        out["item_days_since_last"] = np.where(has, (as_of - t_last) / DAY, np.nan)
-        out["item_days_since_first"] = np.where(has, (as_of - t_first) / DAY, np.nan)
-        year = self.item_years[items]
-        out["item_year"] = year
-        out["item_age_years"] = (1970.0 + as_of / (365.25 * DAY)) - year
-        out["item_n_genres"] = np.diff(self.item_genres.indptr)[items].astype(np.float64)
-        return out
 
     def user_features(self, ctx: QueryContext) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Per-query user features and the (queries × genres) recency-weighted genre taste."""
@@ -333,14 +348,14 @@ class FeatureStore:
     def genre_taste(self, ctx: QueryContext) -> np.ndarray:
         """(queries × genres) history weighted by recency rank (half-life 10 items), normalised."""
         v = ctx.values
-        w = np.power(0.5, _recency_rank(ctx.timestamps) / 10.0)
+        w = np.power(0.5, recency_rank(ctx.timestamps) / 10.0)
         weighted = sp.csr_matrix((w, v.indices, v.indptr), shape=v.shape)
         taste = csr_product_dense(weighted, self.item_genres_f64, np.float64)
         norm = taste.sum(axis=1, keepdims=True)
         return np.divide(taste, norm, out=np.zeros_like(taste), where=norm > 0)
 
 
-def _recency_rank(ts: sp.csr_matrix) -> np.ndarray:
+def recency_rank(ts: sp.csr_matrix) -> np.ndarray:
     """Per stored entry, its rank in its row by time, 0 = latest (ties by column order)."""
     n = ts.shape[0]
     rows = np.repeat(np.arange(n), np.diff(ts.indptr))
@@ -350,51 +365,8 @@ def _recency_rank(ts: sp.csr_matrix) -> np.ndarray:
     return (pos - ts.indptr[:-1][rows]).astype(np.float64)
 
 
-def cross_features(
-    store: FeatureStore,
-    ctx: QueryContext,
-    rows: np.ndarray,
-    items: np.ndarray,
-    taste: np.ndarray,
-    user: dict[str, np.ndarray],
-    similarity: sp.csr_matrix | None,
-) -> dict[str, np.ndarray]:
-    """User-item features of each candidate pair (``rows`` index the queries)."""
-    g = store.item_genres
-    out: dict[str, np.ndarray] = {}
-    if g.shape[1]:
-        pair_rows, genre_of_pair = csr_rows_entries(g, items)
-        vals = taste[rows[pair_rows], genre_of_pair]
-        n_g = np.maximum(np.diff(g.indptr)[items], 1)
-        out["genre_affinity"] = np.bincount(pair_rows, vals, minlength=items.size) / n_g
-        mx = np.zeros(items.size)
-        np.maximum.at(mx, pair_rows, vals)
-        out["genre_affinity_max"] = mx
-    else:
-        out["genre_affinity"] = out["genre_affinity_max"] = np.zeros(items.size)
-    if similarity is not None and similarity.shape[0]:
-        # one product: row q·LAST_N + p holds the query's p-th latest item
-        rank = _recency_rank(ctx.timestamps)
-        n_q = ctx.timestamps.shape[0]
-        q_rows = np.repeat(np.arange(n_q), np.diff(ctx.timestamps.indptr))
-        sel = rank < LAST_N
-        at = q_rows[sel] * LAST_N + rank[sel].astype(np.int64)  # one entry per row at most
-        indptr = np.zeros(n_q * LAST_N + 1, np.int64)
-        np.cumsum(np.bincount(at, minlength=n_q * LAST_N), out=indptr[1:])
-        latest = sp.csr_matrix(  # float32 like the similarity (a float64 one upcasts it)
-            (np.ones(at.size, np.float32), ctx.timestamps.indices[sel][np.argsort(at)], indptr),
-            shape=(n_q * LAST_N, ctx.timestamps.shape[1]),
-        )
-        rr = (rows[:, None] * LAST_N + np.arange(LAST_N)[None, :]).ravel()
-        stack = product_values(latest, similarity, rr, np.repeat(items, LAST_N))
-        stack = stack.reshape(items.size, LAST_N)
-        n_last = np.minimum(np.diff(ctx.timestamps.indptr), LAST_N)[rows]
-        out["sim_last_1"] = stack[:, 0]
-        out["sim_last_max"] = stack.max(axis=1)
-        out["sim_last_mean"] = stack.sum(axis=1) / np.maximum(n_last, 1)
-    else:
-        z = np.zeros(items.size)
-        out["sim_last_mean"] = out["sim_last_1"] = out["sim_last_max"] = z
-    out["log_pop_gap"] = store.total_log_pop[items] - user["user_mean_log_pop"][rows]
-    out["year_gap"] = store.item_years[items] - user["user_mean_year"][rows]
+def feature_matrix(out: np.ndarray) -> np.ndarray:
+    """``out`` checked to be the kernels' feature matrix: 2-D, float32, C-contiguous."""
+    if out.ndim != 2 or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError("features are written into a C-contiguous 2-D float32 matrix")
     return out

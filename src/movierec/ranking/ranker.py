@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,15 +29,19 @@ from movierec.data.interactions import InteractionData
 from movierec.models.base import Recommender, SharedParts, TrainOptions
 from movierec.models.item_knn import NeighbourMatrix, knn_similarity
 from movierec.models.memory import DataShape, MemoryNeed
-from movierec.ranking.candidates import Candidates, candidate_recall, generate, z_within
+from movierec.ranking.candidates import Candidates, candidate_recall, generate, source_features
 from movierec.ranking.config import RankedConfig
+from movierec.ranking.cross import cross_features
 from movierec.ranking.diversity import mmr
 from movierec.ranking.features import (
+    CROSS_COLUMNS,
+    CROSS_FEATURES,
     DAY,
     FEATURE_GROUPS,
+    ITEM_FEATURES,
+    USER_FEATURES,
     FeatureStore,
     QueryContext,
-    cross_features,
 )
 from movierec.ranking.labels import label_split
 from movierec.ranking.learner import Learned, train_learner
@@ -73,6 +77,17 @@ def source_feature_names(sources: tuple[str, ...]) -> list[str]:
     for s in sources:
         names += [f"{s}_score", f"{s}_rank", f"{s}_z"]
     return [*names, "n_sources"]
+
+
+def feature_columns(sources: tuple[str, ...], drop: set[str], has_similarity: bool) -> list[str]:
+    """The feature matrix's columns: source, user, item and cross features, less dropped groups."""
+    groups = {
+        "source": source_feature_names(sources),
+        "user": list(USER_FEATURES),
+        "item": list(ITEM_FEATURES),
+        "cross": [*CROSS_COLUMNS[has_similarity], "log_pop_gap", "year_gap"],
+    }
+    return [n for g, names in groups.items() if g not in drop for n in names]
 
 
 class RankedRecommender(NeighbourMatrix, Recommender):
@@ -214,29 +229,31 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         """
         sel = np.ones(cands.size, bool) if keep is None else keep
         rows, items = cands.rows[sel], cands.items[sel]
-        cols: dict[str, np.ndarray] = {}
         drop = set(self.config.drop_groups)
-        if "source" not in drop:
-            bounds = cands.bounds(ctx.values.shape[0])
-            for j, s in enumerate(cands.sources):
-                sc = cands.scores[:, j].astype(np.float64)
-                cols[f"{s}_score"] = sc[sel]
-                cols[f"{s}_rank"] = cands.ranks[sel, j].astype(np.float64)
-                cols[f"{s}_z"] = z_within(sc, bounds)[sel]
-            cols["n_sources"] = cands.proposed[sel].sum(axis=1).astype(np.float64)
-        user, taste = store.user_features(ctx)
-        if "user" not in drop:
-            cols |= {k: v[rows] for k, v in user.items()}
-        if "item" not in drop:
-            cols |= store.item_features(items, ctx.as_of[rows])
-        if "cross" not in drop:
-            cols |= cross_features(store, ctx, rows, items, taste, user, sim)
-        names = list(cols)
+        has_sim = sim is not None and sim.shape[0] > 0
+        names = feature_columns(cands.sources, drop, has_sim)
         if not names:
             return np.zeros((rows.size, 1), np.float32), ["bias"]
-        out = np.empty((rows.size, len(names)), np.float32)  # each column cast once, in place
-        for j, n in enumerate(names):
-            out[:, j] = cols[n]
+        column = {n: j for j, n in enumerate(names)}
+        out = np.empty((rows.size, len(names)), np.float32)
+
+        def dest(group: Iterable[str]) -> np.ndarray:
+            return np.array([column.get(n, -1) for n in group], np.int64)
+
+        if "source" not in drop:
+            where = np.full(cands.size, -1, np.int64)
+            where[np.flatnonzero(sel)] = np.arange(rows.size)
+            source_features(
+                cands, ctx.values.shape[0], where, out, dest(source_feature_names(cands.sources))
+            )
+        user, taste = store.user_features(ctx)
+        if "user" not in drop:
+            for k, v in user.items():
+                out[:, column[k]] = v[rows]
+        if "item" not in drop:
+            store.item_features_into(items, ctx.as_of[rows], out, dest(ITEM_FEATURES))
+        if "cross" not in drop:
+            cross_features(store, ctx, rows, items, taste, user, sim, out, dest(CROSS_FEATURES))
         return out, names
 
     # ----------------------------------------------------------------- scoring

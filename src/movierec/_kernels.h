@@ -1,0 +1,45 @@
+/* Shared by the two sources of movierec._kernels (_kernels.c, _features.c). */
+#ifndef MOVIEREC_KERNELS_H
+#define MOVIEREC_KERNELS_H
+#include <Python.h>
+#include <stdint.h>
+
+#define TIME_MAX ((int64_t)1 << 34) /* times are clipped to [0, 2^34) like the log's keys */
+
+static inline int64_t clip_time(int64_t t) {
+    return t < 0 ? 0 : (t >= TIME_MAX ? TIME_MAX - 1 : t);
+}
+
+/* first position in times[lo, hi) whose clipped time is > key: a galloping search from the
+ * end (the times asked for are recent, so it reads the segment's last few cache lines, which
+ * the searches of one pair share), then a binary search of the range it found */
+static inline int64_t search_after(const int64_t *times, int64_t lo, int64_t hi, int64_t key) {
+    int64_t step = 1;
+    while (hi > lo) { /* times[hi, ...) are all > key */
+        int64_t probe = hi - step < lo ? lo : hi - step;
+        if (clip_time(times[probe]) <= key) {
+            lo = probe + 1;
+            break;
+        }
+        hi = probe;
+        step *= 2;
+    }
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (clip_time(times[mid]) <= key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* release the buffers a kernel parsed */
+static inline void release_buffers(Py_buffer **b, int n) {
+    for (int k = 0; k < n; k++) PyBuffer_Release(b[k]);
+}
+
+PyObject *item_features(PyObject *self, PyObject *args);
+PyObject *cross_features(PyObject *self, PyObject *args);
+PyObject *source_features(PyObject *self, PyObject *args);
+#endif
