@@ -2,8 +2,8 @@
  * movierec._kernels: the two inner loops of per-request scoring, compiled.
  *
  * topk_rows      the k best columns of each row of a float32 matrix, best first, ties to the
- *                smaller column (one pass per row behind a rising threshold, a few
- *                selections of a 4k buffer, one sort of the k kept).
+ *                smaller column (candidates by block maxima for k >= 32, else by one pass
+ *                behind a rising threshold; one selection and one sort of the k kept).
  * csr_product    dense rows of x @ m for two CSR matrices: every stored x[q, j] adds
  *                x[q, j]·m[j, :] to row q of a zeroed output, in storage order (SciPy's
  *                order and precision).
@@ -35,7 +35,8 @@ typedef struct {
 /* a is worse than b: lower value, or the same value at a larger column */
 static inline int worse(entry a, entry b) { return a.v < b.v || (a.v == b.v && a.i > b.i); }
 
-static inline float clean(float v) { return isnan(v) ? -INFINITY : v; }
+/* NaN and +inf count as -inf (a score that is not a number or not finite is no score) */
+static inline float clean(float v) { return v < INFINITY ? v : -INFINITY; }
 
 static inline void swap_entries(entry *a, entry *b) {
     entry t = *a;
@@ -99,13 +100,13 @@ static void sort_best_first(entry *e, entry *tmp, Py_ssize_t n) {
     }
 }
 
-/* The k best columns of a row, best first. Values are gathered into a buffer of 4k entries;
- * when it fills, the k best are kept and the k-th of them becomes a threshold that later
- * values must beat (strictly: a later column with an equal value is worse). A row costs one
- * predictable pass over its values plus a few selections of the buffer: the same answer as
- * a bounded heap, without the heap's unpredictable branches on every entering value. */
-static void topk_row(const float *row, Py_ssize_t m, Py_ssize_t k, entry *buf, entry *tmp,
-                     int64_t *out) {
+/* The k best columns of a row by a threshold, best first. Values are gathered into a buffer
+ * of 4k entries; when it fills, the k best are kept and the k-th of them becomes a threshold
+ * that later values must beat (strictly: a later column with an equal value is worse). A row
+ * costs one predictable pass over its values plus a few selections of the buffer: the same
+ * answer as a bounded heap, without the heap's unpredictable branches on every entering
+ * value. The cheaper way for a small k. */
+static Py_ssize_t best_by_threshold(const float *row, Py_ssize_t m, Py_ssize_t k, entry *buf) {
     const Py_ssize_t cap = 4 * k;
     Py_ssize_t n = 0;
     float thr = -INFINITY;
@@ -122,11 +123,112 @@ static void topk_row(const float *row, Py_ssize_t m, Py_ssize_t k, entry *buf, e
             full = 1;
         }
     }
+    return n;
+}
+
+/* The k-th largest of a[0..n) (no NaN), reordering a: quickselect. */
+static float kth_largest(float *a, Py_ssize_t n, Py_ssize_t k) {
+    Py_ssize_t lo = 0, hi = n - 1, want = k - 1;
+    while (hi > lo) {
+        float pivot = a[lo + (hi - lo) / 2];
+        Py_ssize_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > pivot) i++;
+            while (a[j] < pivot) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            break;
+    }
+    return a[want];
+}
+
+/* Largest value of row[a, e), NaN skipped (-inf if none), and whether +inf is among them:
+ * eight independent lanes, which the compiler vectorises (the maximum is exact in any
+ * order). */
+static inline float block_max(const float *row, Py_ssize_t a, Py_ssize_t e, int *has_inf) {
+    float lane[8];
+    int inf[8];
+    for (int l = 0; l < 8; l++) {
+        lane[l] = -INFINITY;
+        inf[l] = 0;
+    }
+    Py_ssize_t j = a;
+    for (; j + 8 <= e; j += 8)
+        for (int l = 0; l < 8; l++) {
+            lane[l] = row[j + l] > lane[l] ? row[j + l] : lane[l];
+            inf[l] |= row[j + l] == INFINITY;
+        }
+    float mx = -INFINITY;
+    for (; j < e; j++) {
+        mx = row[j] > mx ? row[j] : mx;
+        *has_inf |= row[j] == INFINITY;
+    }
+    for (int l = 0; l < 8; l++) {
+        mx = lane[l] > mx ? lane[l] : mx;
+        *has_inf |= inf[l];
+    }
+    return mx;
+}
+
+/* The candidates for the k best of a row by block maxima, for a larger k. The row is cut
+ * into at least 2k blocks; the k-th largest block maximum t is at most the row's k-th best
+ * value (the k blocks whose maxima are >= t hold k distinct values >= t), so the k best are
+ * among the values >= t. Only the blocks whose maximum is >= t are read again, their values
+ * >= t kept without a branch; a few hundred values, instead of several selections of a
+ * buffer that keeps filling while the threshold rises. -1 for a row with +inf (a maximum
+ * that counts as -inf: best_by_threshold takes it). */
+static Py_ssize_t best_by_blocks(const float *row, Py_ssize_t m, Py_ssize_t k, entry *buf,
+                                 float *maxima) {
+    Py_ssize_t size = m / (2 * k) > 1 ? m / (2 * k) : 1;
+    Py_ssize_t nb = (m + size - 1) / size;
+    float *work = maxima + nb;
+    int has_inf = 0;
+    for (Py_ssize_t b = 0; b < nb; b++) {
+        Py_ssize_t a = b * size;
+        work[b] = maxima[b] = block_max(row, a, a + size < m ? a + size : m, &has_inf);
+    }
+    if (has_inf) return -1;
+    float t = kth_largest(work, nb, k);
+    Py_ssize_t n = 0;
+    for (Py_ssize_t b = 0; b < nb; b++) {
+        if (!(maxima[b] >= t)) continue;
+        Py_ssize_t a = b * size, e = a + size < m ? a + size : m;
+        for (Py_ssize_t j = a; j < e; j++) {
+            float v = clean(row[j]); /* NaN is -inf: kept only when t is -inf */
+            buf[n].v = v;
+            buf[n].i = j;
+            n += v >= t;
+        }
+    }
+    return n;
+}
+
+/* Rows with k at least this use best_by_blocks (measured: 2-4x faster at k = 150 over
+ * 9,724 columns, slower at k = 10). */
+#define BLOCKS_FROM_K 32
+
+/* The k best columns of a row, best first: candidates by one of the two ways above, the k
+ * best of them selected, then sorted. buf holds m + k entries, maxima 2m floats. */
+static void topk_row(const float *row, Py_ssize_t m, Py_ssize_t k, entry *buf, float *maxima,
+                     int64_t *out) {
+    Py_ssize_t n = k >= BLOCKS_FROM_K && m >= 4 * k ? best_by_blocks(row, m, k, buf, maxima) : -1;
+    if (n < 0) n = best_by_threshold(row, m, k, buf);
     if (n > k) {
         select_best(buf, n, k);
         n = k;
     }
-    sort_best_first(buf, tmp, n);
+    sort_best_first(buf, buf + n, n);
     for (Py_ssize_t a = 0; a < n; a++) out[a] = buf[a].i;
 }
 
@@ -140,17 +242,23 @@ static PyObject *topk_rows(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "topk_rows: buffer sizes do not match (n, m, k)");
         goto done;
     }
-    entry *buf = malloc((size_t)k * 5 * sizeof(entry)); /* a 4k buffer and k to merge in */
-    if (buf == NULL) {
+    /* candidates (4k, or up to the whole row) and k to merge in; block maxima and a copy */
+    Py_ssize_t cap = m + k > 5 * k ? m + k : 5 * k;
+    entry *buf = malloc((size_t)cap * sizeof(entry));
+    float *maxima = malloc((size_t)(2 * m) * sizeof(float));
+    if (buf == NULL || maxima == NULL) {
+        free(buf);
+        free(maxima);
         PyErr_NoMemory();
         goto done;
     }
     const float *s = scores.buf;
     int64_t *o = out.buf;
     Py_BEGIN_ALLOW_THREADS;
-    for (Py_ssize_t r = 0; r < n; r++) topk_row(s + r * m, m, k, buf, buf + 4 * k, o + r * k);
+    for (Py_ssize_t r = 0; r < n; r++) topk_row(s + r * m, m, k, buf, maxima, o + r * k);
     Py_END_ALLOW_THREADS;
     free(buf);
+    free(maxima);
     result = Py_None;
     Py_INCREF(result);
 done:

@@ -93,6 +93,9 @@ class TestPopularity(RecommenderContract):
 
 def test_topk_hand_checked() -> None:
     scores = np.array([[0.1, 0.9, 0.5, 0.9], [1.0, -np.inf, np.nan, 0.2]], np.float32)
+    with_inf = scores.copy()
+    with_inf[1, 3] = np.inf  # not finite: never returned, like NaN
+    assert topk(with_inf, 3).items[1].tolist() == [0, -1, -1]
     seen = sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 0]]))
     rb = topk(scores.copy(), 3, exclude=seen)
     assert rb.items.tolist() == [[3, 2, 0], [0, 3, -1]]
@@ -119,21 +122,27 @@ def test_top_indices_take_the_smallest_indices_among_ties() -> None:
 @settings(max_examples=300, deadline=None)
 @given(
     st.integers(1, 4),
-    st.sampled_from([1, 40, 300, 2_000, 9_724]),
-    st.sampled_from([1, 7, 50, 150]),
-    st.sampled_from(["random", "ties", "sorted", "mostly-inf", "periodic", "nan"]),
+    st.sampled_from([1, 40, 127, 300, 2_000, 9_724]),
+    st.sampled_from([1, 7, 31, 32, 50, 150]),
+    st.sampled_from(["random", "ties", "sorted", "reversed", "mostly-inf", "periodic", "nan"]),
     st.integers(0, 2**31),
 )
 def test_the_compiled_selection_equals_a_full_sort(
     n: int, m: int, kk: int, kind: str, seed: int
 ) -> None:
-    """The compiled selection is the first kk of a stable sort by (-value, column)."""
+    """The compiled selection is the first kk of a stable sort by (-value, column).
+
+    NaN and +inf count as -inf. Both of the kernel's ways are covered: kk below 32 (a rising
+    threshold) and from 32 (block maxima), with rows shorter than 4·kk among them.
+    """
     rng = np.random.default_rng(seed)
     a = rng.random((n, m), dtype=np.float32)
     if kind == "ties":
         a = rng.integers(0, 4, (n, m)).astype(np.float32)
     elif kind == "sorted":
         a.sort(axis=1)
+    elif kind == "reversed":
+        a = -np.sort(a, axis=1)
     elif kind == "mostly-inf":
         a[rng.random((n, m)) < 0.97] = -np.inf
     elif kind == "periodic":
@@ -141,7 +150,8 @@ def test_the_compiled_selection_equals_a_full_sort(
     elif kind == "nan":
         a[rng.random((n, m)) < 0.3] = np.nan
         a[rng.random((n, m)) < 0.3] = -np.inf
-    key = np.where(np.isnan(a), -np.inf, a)
+        a[rng.random((n, m)) < 0.1] = np.inf
+    key = np.where(np.isnan(a) | (a == np.inf), -np.inf, a)
     want = np.argsort(-key, axis=1, kind="stable")[:, : min(kk, m)]
     assert top_indices(a, kk).tolist() == want.tolist()
 

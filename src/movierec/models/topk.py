@@ -27,7 +27,8 @@ def topk(
     """Return the k best items of each row of ``scores``, best first.
 
     Args:
-        scores: float scores, shape (n, n_items); modified in place (masked entries -> -inf).
+        scores: float scores, shape (n, n_items); modified in place (masked entries ->
+            -inf). NaN and infinite scores count as -inf: never returned.
         k: How many items per row.
         exclude: CSR (n × n_items) whose stored entries are never returned (seen items).
         candidates: Item indices that may be returned (1-D, shared by every row), or a
@@ -42,7 +43,6 @@ def topk(
     if scores.ndim != 2:
         raise ValueError("scores must be 2-D (n, n_items)")
     m = scores.shape[1]
-    scores[~np.isfinite(scores)] = -np.inf
     if candidates is not None:
         if candidates.dtype == bool:
             scores[~candidates] = -np.inf
@@ -61,6 +61,7 @@ def topk(
         top = np.pad(top, ((0, 0), (0, k - kk)), constant_values=-np.inf)
     invalid = ~np.isfinite(top)
     items[invalid] = -1
+    top[invalid] = -np.inf
     return RecBatch(items, top.astype(np.float32))
 
 
@@ -68,10 +69,12 @@ def top_indices(values: np.ndarray, kk: int) -> np.ndarray:
     """Column indices of the ``kk`` largest values of each row, best first.
 
     Ties go to the smaller column, so the selection never depends on how a partition picks
-    among equal values (NumPy's SIMD partitions differ by CPU); NaN counts as ``-inf``.
-    Compiled (:mod:`movierec._kernels`): one pass per row behind a rising threshold (values
-    that beat it go to a ``4·kk`` buffer, cut back to its best ``kk`` when full), then one
-    sort of the ``kk`` kept.
+    among equal values (NumPy's SIMD partitions differ by CPU); NaN and ``+inf`` count as
+    ``-inf``. Compiled (:mod:`movierec._kernels`): for ``kk >= 32`` the row is cut into at
+    least ``2·kk`` blocks and only the values at least the ``kk``-th largest block maximum
+    are kept (a bound on the ``kk``-th best value); for a smaller ``kk``, one pass behind a
+    rising threshold (values that beat it go to a ``4·kk`` buffer, cut back to its best
+    ``kk`` when full). Then one selection and one sort of the ``kk`` kept.
     """
     values = np.ascontiguousarray(values, dtype=np.float32)
     n, m = values.shape
