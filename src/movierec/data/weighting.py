@@ -7,14 +7,14 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
+from movierec.types import csr
+
 WeightingName = Literal["none", "binary", "threshold", "confidence", "bm25", "tfidf", "time_decay"]
 
 
 def _with_data(x: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
     """A new matrix with ``x``'s structure (copied: the input is never modified) and new values."""
-    return sp.csr_matrix(
-        (data.astype(np.float32), x.indices.copy(), x.indptr.copy()), shape=x.shape
-    )
+    return csr(data.astype(np.float32), x.indices.copy(), x.indptr.copy(), x.shape)
 
 
 def binary(x: sp.csr_matrix) -> sp.csr_matrix:

@@ -28,7 +28,7 @@ from movierec.data.interactions import InteractionData
 from movierec.models.memory import DataShape, MemoryNeed
 from movierec.models.persist import history_arrays, history_from
 from movierec.models.topk import topk
-from movierec.types import RecBatch
+from movierec.types import RecBatch, csr
 
 Weighting = Literal["raw", "binary", "confidence", "bm25", "tfidf"]
 
@@ -200,7 +200,7 @@ class Recommender(ABC):
         if half_life is not None and self.use_recency and timestamps is not None and x.nnz:
             floor = self.config.recency_floor
             w = floor + (1.0 - floor) * weighting.recency_weights(timestamps, half_life)
-            x = sp.csr_matrix((x.data * w, x.indices, x.indptr), shape=x.shape)
+            x = csr(x.data * w, x.indices, x.indptr, x.shape)
         return x
 
     # ------------------------------------------------------------------ scoring

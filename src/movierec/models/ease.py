@@ -11,7 +11,7 @@ from movierec.data.interactions import InteractionData
 from movierec.models.base import ModelConfig, Recommender, TrainOptions
 from movierec.models.memory import DataShape, MemoryNeed, largest_square
 from movierec.models.topk import top_indices
-from movierec.types import csr_product_dense
+from movierec.types import as_csr, csr, csr_product_dense
 
 
 class EASEConfig(ModelConfig):
@@ -199,7 +199,7 @@ class EASE(Recommender):
 
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """``x B`` on the kept items; pruned items score -inf."""
-        xk, w = self._kept_columns(sp.csr_matrix(x)), self.weights
+        xk, w = self._kept_columns(as_csr(x)), self.weights
         product = csr_product_dense(xk, w) if sp.issparse(w) else np.asarray(xk @ w, np.float32)
         if self.kept.size == self.n_items:  # nothing pruned: no -inf to fill in
             return product
@@ -220,7 +220,7 @@ class EASE(Recommender):
         new = cached[1][x.indices]
         ok = new >= 0
         indptr = np.concatenate(([0], np.cumsum(ok)))[x.indptr]
-        return sp.csr_matrix((x.data[ok], new[ok], indptr), shape=(x.shape[0], self.kept.size))
+        return csr(x.data[ok], new[ok], indptr, (x.shape[0], self.kept.size))
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Rows of the learned item-item weights (symmetrised)."""

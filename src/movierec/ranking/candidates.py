@@ -96,11 +96,11 @@ def generate(
     for j, name in enumerate(names):
         stacked[j] = sources[name].score_rows(values, timestamps)
     kk = min(per_source, n_items)
-    # one top-k call over every (source, query) row, each query's excluded items masked once
-    work = stacked.copy()
-    for rows_of_source in work:
+    # one top-k call over every (source, query) row, each query's excluded items masked in
+    # place: an excluded item is never a pair, so no pair's score is masked
+    for rows_of_source in stacked:
         mask_rows(rows_of_source, exclude)
-    prop = topk(work.reshape(n_src * n_q, n_items), kk).items.reshape(n_src, n_q, kk)
+    prop = topk(stacked.reshape(n_src * n_q, n_items), kk).items.reshape(n_src, n_q, kk)
     # (source, query, rank) of every proposal; pairs = distinct (query, item) keys
     src = np.repeat(np.arange(n_src), n_q * kk)
     prow = np.tile(np.repeat(np.arange(n_q), kk), n_src)

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import movierec._kernels as _kernels
 from movierec import types as mt
 from movierec.data.interactions import InteractionData
-from movierec.types import csr_product_dense
+from movierec.types import as_csr, csr, csr_product_dense
 
 DAY = 86_400.0
 #: Half-life (days) of decayed popularity and decayed user activity.
@@ -94,12 +94,12 @@ class QueryContext:
     @classmethod
     def build(cls, values: sp.csr_matrix, timestamps: sp.csr_matrix | None) -> QueryContext:
         """Context of history rows; rows without timestamps are taken as of time 0."""
-        values = sp.csr_matrix(values, dtype=np.float32)
+        values = as_csr(values, np.float32)
         values.sort_indices()
         if timestamps is None:
-            ts = sp.csr_matrix((np.zeros(values.nnz), values.indices, values.indptr), values.shape)
+            ts = csr(np.zeros(values.nnz), values.indices, values.indptr, values.shape)
         else:
-            ts = sp.csr_matrix(timestamps, dtype=np.float64)
+            ts = as_csr(timestamps, np.float64)
             ts.sort_indices()
             if ts.nnz != values.nnz:
                 raise ValueError("timestamps must have the structure of values")
@@ -349,7 +349,7 @@ class FeatureStore:
         """(queries × genres) history weighted by recency rank (half-life 10 items), normalised."""
         v = ctx.values
         w = np.power(0.5, recency_rank(ctx.timestamps) / 10.0)
-        weighted = sp.csr_matrix((w, v.indices, v.indptr), shape=v.shape)
+        weighted = csr(w, v.indices, v.indptr, v.shape)
         taste = csr_product_dense(weighted, self.item_genres_f64, np.float64)
         norm = taste.sum(axis=1, keepdims=True)
         return np.divide(taste, norm, out=np.zeros_like(taste), where=norm > 0)

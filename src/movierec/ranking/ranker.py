@@ -47,6 +47,7 @@ from movierec.ranking.labels import label_split
 from movierec.ranking.learner import Learned, train_learner
 from movierec.ranking.reasons import Reason, Trending, reasons_for
 from movierec.ranking.sizing import ranked_memory_need
+from movierec.types import as_csr
 
 logger = logging.getLogger(__name__)
 
@@ -272,9 +273,9 @@ class RankedRecommender(NeighbourMatrix, Recommender):
     ) -> np.ndarray:
         """Ranker scores for pooled items; popularity order far below for the rest."""
         self._check_fitted()
-        values = sp.csr_matrix(values, dtype=np.float32)
+        values = as_csr(values, np.float32)
         if timestamps is not None:
-            timestamps = sp.csr_matrix(timestamps, dtype=np.float64)
+            timestamps = as_csr(timestamps, np.float64)
         n_q = values.shape[0]
         assert self.store is not None
         pop = self.store.total_log_pop

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from movierec.models.base import Recommender
 from movierec.models.topk import topk
 from movierec.service.metrics import SCORING_BATCHES, SCORING_ROWS
-from movierec.types import RecBatch
+from movierec.types import RecBatch, csr
 
 #: Rows scored in one call at most (bounds a batch's dense score arrays).
 MAX_ROWS = 32
@@ -60,12 +60,11 @@ class _Job:
 
 def _stack(mats: list[sp.csr_matrix]) -> sp.csr_matrix:
     """One CSR of the given one-row CSRs, in order (no SciPy ``vstack`` set-up per call)."""
-    counts = np.array([m.nnz for m in mats], np.int64)
-    indptr = np.zeros(len(mats) + 1, np.int64)
-    np.cumsum(counts, out=indptr[1:])
     data = np.concatenate([m.data for m in mats])
     indices = np.concatenate([m.indices for m in mats])
-    return sp.csr_matrix((data, indices, indptr), shape=(len(mats), mats[0].shape[1]))
+    indptr = np.zeros(len(mats) + 1, indices.dtype)
+    np.cumsum([m.nnz for m in mats], out=indptr[1:])
+    return csr(data, indices, indptr, (len(mats), mats[0].shape[1]))
 
 
 class RowBatcher:
@@ -181,7 +180,9 @@ def _score(model: Recommender, batch: list[_Job]) -> None:
             j.result = np.asarray(scores[r], np.float32)
     if not tops:
         return
-    nothing = sp.csr_matrix((1, values.shape[1]), dtype=np.float32)
+    nothing = csr(
+        np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(2, np.int32), (1, values.shape[1])
+    )
     excl = [batch[r].exclude for r in tops]  # one row per top-k job, in order
     k = max(int(batch[r].k or 0) for r in tops)
     rb = topk(

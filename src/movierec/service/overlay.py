@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 from movierec.data.feedback import UserFeedback
 from movierec.service.catalog import MovieCatalog
+from movierec.types import csr
 
 
 class HistoryOverlay:
@@ -54,8 +55,8 @@ class HistoryOverlay:
         indptr = np.array([0, cols.size], np.int32)
         shape = (1, self.n_items)
         return (
-            sp.csr_matrix((vals[order], cols[order].astype(np.int32), indptr), shape=shape),
-            sp.csr_matrix((times[order], cols[order].astype(np.int32), indptr), shape=shape),
+            csr(vals[order], cols[order].astype(np.int32), indptr, shape),
+            csr(times[order], cols[order].astype(np.int32), indptr, shape),
         )
 
     def exclusions(
@@ -70,4 +71,4 @@ class HistoryOverlay:
             parts.append(self.catalog.item_index(sorted(fb.touched()))[0])
         c = np.unique(np.concatenate(parts)).astype(np.int32)
         indptr = np.array([0, c.size], np.int32)
-        return sp.csr_matrix((np.ones(c.size, np.float32), c, indptr), shape=(1, self.n_items))
+        return csr(np.ones(c.size, np.float32), c, indptr, (1, self.n_items))
