@@ -426,3 +426,29 @@ def test_the_most_active_users_are_warmed_first(home: Path) -> None:
         sizes = np.diff(engine.overlay.history.indptr)
         assert sizes[order].tolist() == sorted(sizes.tolist(), reverse=True)[:10]
         assert engine.warm("ease", order) == 10 and len(engine.cache) == 10
+
+
+def test_readiness_says_while_the_rankers_compile(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ready at once; ``compiling`` is true until the background compilation is over."""
+    import threading
+
+    from movierec.service import state as state_module
+
+    release, started = threading.Event(), threading.Event()
+
+    def slow_compile(*args: object, **kwargs: object) -> None:  # a compilation that waits
+        started.set()
+        release.wait(30)
+
+    monkeypatch.setattr(state_module, "compile_rankers", slow_compile)
+    with TestClient(create_app(Settings(home=home, ranker_compile=True))) as c:
+        assert started.wait(10)
+        body = c.get("/ready").json()
+        assert body["ready"] and body["compiling"]
+        release.set()
+        deadline = time.time() + 30
+        while c.get("/ready").json()["compiling"] and time.time() < deadline:
+            time.sleep(0.05)
+        assert not c.get("/ready").json()["compiling"]

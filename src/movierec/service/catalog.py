@@ -13,6 +13,8 @@ from movierec.lifecycle.bundle import Bundle
 
 #: The most popular items, called "trending" in explanations.
 TRENDING_TOP = 50
+#: Lists of movie ids up to this long are looked up one by one (else in one vectorised pass).
+FEW_IDS = 32
 #: JSON bytes of an item besides its title and genres (keys, ids, year, score, source).
 ITEM_JSON_OVERHEAD = 160
 
@@ -61,6 +63,8 @@ class MovieCatalog:
         self.pop_order = np.argsort(-popularity, kind="stable")
         self.trending = set(self.pop_order[:TRENDING_TOP].tolist())
         self._pop_rank = {int(self.items.ids[i]): r for r, i in enumerate(self.pop_order)}
+        #: Item index of each movie id: a request names a few movies, one lookup each.
+        self._index = {int(m): i for i, m in enumerate(self.items.ids.tolist())}
 
     def movie(self, movie_id: int) -> tuple[str, int | None, list[str]]:
         """Title, year and genres of a catalog movie."""
@@ -71,6 +75,10 @@ class MovieCatalog:
 
     def item_index(self, movie_ids: list[int]) -> tuple[np.ndarray, list[int]]:
         """Indices of known movies and the list of movie ids the model does not know."""
+        if len(movie_ids) <= FEW_IDS:  # a request's few movies: dictionary lookups
+            found = [self._index.get(m, -1) for m in movie_ids]
+            known = np.array([i for i in found if i >= 0], np.int64)
+            return known, [m for m, i in zip(movie_ids, found, strict=True) if i < 0]
         idx = (
             self.items.index(np.asarray(movie_ids, dtype=np.int64))
             if movie_ids

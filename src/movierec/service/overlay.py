@@ -42,14 +42,14 @@ class HistoryOverlay:
             pos, _ = self.catalog.item_index(list(given))
             ids = self.catalog.items.ids
             if pos.size:
-                keep = ~np.isin(cols, pos)
+                keep = _outside(cols, pos)
                 new = np.array([given[int(ids[i])] for i in pos.tolist()], np.float32)
                 cols = np.concatenate([cols[keep], pos])
                 vals = np.concatenate([vals[keep], new])
                 times = np.concatenate([times[keep], np.full(pos.size, newest)])
             bad, _ = self.catalog.item_index(sorted(fb.disliked))
             if bad.size:
-                keep = ~np.isin(cols, bad)
+                keep = _outside(cols, bad)
                 cols, vals, times = cols[keep], vals[keep], times[keep]
         order = np.argsort(cols, kind="stable")
         indptr = np.array([0, cols.size], np.int32)
@@ -72,3 +72,13 @@ class HistoryOverlay:
         c = np.unique(np.concatenate(parts)).astype(np.int32)
         indptr = np.array([0, c.size], np.int32)
         return csr(np.ones(c.size, np.float32), c, indptr, (1, self.n_items))
+
+
+def _outside(cols: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Mask of ``cols`` not among ``values`` (a few values: one comparison each)."""
+    if values.size > 16:
+        return ~np.isin(cols, values)
+    keep = np.ones(cols.size, bool)
+    for v in values.tolist():
+        keep &= cols != v
+    return keep

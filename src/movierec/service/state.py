@@ -80,6 +80,8 @@ class ServiceState:
     batches: WorkLimiter = field(init=False)
     #: Whether the background warm of the current engine is still running.
     warming: bool = False
+    #: Whether the current engine's rankers are still being compiled (LightGBM answers).
+    compiling: bool = False
     jobs: TrainingJobs = field(init=False)
     experiments: ExperimentWatch = field(init=False)
     versions: VersionEngines = field(init=False)
@@ -122,11 +124,9 @@ class ServiceState:
                 target=attach_ann, args=(engine, self.settings), name="movierec-ann", daemon=True
             ).start()
         if self.settings.ranker_compile:
+            self.compiling = True
             threading.Thread(
-                target=compile_rankers,
-                args=(engine, self.settings),
-                name="movierec-compile",
-                daemon=True,
+                target=self._compile, args=(engine,), name="movierec-compile", daemon=True
             ).start()
         if self.settings.warm_cache:
             self.warming = True
@@ -134,6 +134,13 @@ class ServiceState:
                 target=self._warm, args=(engine,), name="movierec-warm", daemon=True
             ).start()
         return engine
+
+    def _compile(self, engine: Engine) -> None:
+        try:
+            compile_rankers(engine, self.settings)
+        finally:
+            if self.engine is engine:
+                self.compiling = False
 
     def _warm(self, engine: Engine) -> None:
         """Warm the most active users' top-N until done, replaced, or half the cache is used."""

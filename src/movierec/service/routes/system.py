@@ -38,6 +38,7 @@ async def ready(state: StateDep, response: Response) -> dict[str, Any]:
         "strategies": sorted(e.bundle.models),
         "default_strategy": e.bundle.default_strategy,
         "warming": state.warming,
+        "compiling": state.compiling,
         "uptime_s": round(time.time() - state.started, 3),
     }
 
