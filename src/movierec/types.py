@@ -111,10 +111,6 @@ def as_csr(m: Any, dtype: type[np.floating[Any]] | None = None) -> sp.csr_matrix
     return sp.csr_matrix(m, dtype=dtype)
 
 
-#: Largest sparse block :func:`pair_values` reads as a dense array (serving-size queries).
-DENSE_SIMS = 1 << 21
-
-
 def csr_product_dense(
     x: sp.csr_matrix, m: sp.csr_matrix, dtype: type[np.floating[Any]] = np.float32
 ) -> np.ndarray:
@@ -151,10 +147,3 @@ def csr_product_dense(
             dbl,
         )
     return out if out.dtype == dtype else out.astype(dtype)
-
-
-def pair_values(m: sp.spmatrix, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Values of a sparse matrix at (rows, items) pairs (0 where absent); a small one densely."""
-    if m.shape[0] * m.shape[1] <= DENSE_SIMS:  # a few queries (serving)
-        return np.asarray(m.toarray()[rows, items], dtype=np.float64)
-    return np.asarray(sp.csr_matrix(m)[rows, items], dtype=np.float64).ravel()

@@ -399,3 +399,19 @@ def test_label_split_builds_only_the_picked_queries(mode: str) -> None:
     for full, part in ((values, v2), (times, t2), (labels, l2)):
         assert (full[chosen] != part).nnz == 0 and part.shape[0] == chosen.size
     assert (pre.matrix != pre2.matrix).nnz == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 6), min_size=1, max_size=300),
+    st.sampled_from([0.0, 0.01, 0.5, 0.9, 0.99, 1.0]),
+    st.floats(0, 1),
+)
+def test_count_quantile_equals_numpys(counts: list[int], q: float, zeros: float) -> None:
+    """The quantile of counts from their non-zeros is np.quantile's value, to the bit."""
+    from movierec.ranking.reasons import count_quantile
+
+    a = np.array(counts, np.float64)
+    a[: int(zeros * a.size)] = 0.0  # mostly zeros, as a catalog's 30-day counts are
+    np.random.default_rng(len(counts)).shuffle(a)
+    assert count_quantile(a, q) == float(np.quantile(a, q))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from movierec.ranking.features import DAY, WINDOWS, FeatureStore, QueryContext
-from movierec.types import pair_values
 
 #: Trending thresholds kept per query time: one per user's latest event.
 TRENDING_CACHE = 4096
@@ -70,8 +70,33 @@ class Trending:
             if len(self._cache) >= TRENDING_CACHE:
                 self._cache.pop(next(iter(self._cache)))
             n = self.store.n_items
-            self._cache[as_of] = float(np.quantile(self.counts(as_of), 0.99)) if n else 0.0
+            self._cache[as_of] = count_quantile(self.counts(as_of), 0.99) if n else 0.0
         return self._cache[as_of]
+
+
+def count_quantile(counts: np.ndarray, q: float) -> float:
+    """``np.quantile(counts, q)`` (linear method) of non-negative counts, from their non-zeros.
+
+    The two order statistics the interpolation needs are read from the non-zero counts
+    (zeros are the smallest values: a few hundred items in a 30-day window instead of the
+    whole catalog), then interpolated with NumPy's own arithmetic: ``a + (b - a)·g``, or
+    ``b - (b - a)·(1 - g)`` when ``g >= 0.5``. A fifth of ``np.quantile``'s time, same value.
+    """
+    n = counts.size
+    vi = (n - 1) * q
+    if vi >= n - 1:
+        return float(counts.max())
+    lo = math.floor(vi)
+    g = vi - lo
+    nz = np.sort(counts[counts > 0])  # a sort: a partition of many equal counts is slower
+    zeros = n - nz.size
+
+    def at(rank: int) -> float:  # the rank-th smallest count
+        return 0.0 if rank < zeros else float(nz[rank - zeros])
+
+    a, b = at(lo), at(lo + 1)
+    d = b - a
+    return b - d * (1 - g) if g >= 0.5 else a + d * g
 
 
 def reasons_for(
@@ -95,14 +120,12 @@ def reasons_for(
     top_genres = set(np.argsort(-taste[0])[:3].tolist()) if taste.shape[1] else set()
     hist = values.indices
     threshold = trending.threshold(float(as_of[0]))
-    rows = np.repeat(np.arange(items.size), hist.size)
-    sims = pair_values(similarity[items], rows, np.tile(hist, items.size))
-    sims = sims.reshape(items.size, hist.size)
+    closest = _most_similar(similarity, items, hist)
     out: list[list[Reason]] = []
     for j, i in enumerate(items.tolist()):
         reasons: list[Reason] = []
-        if sims.shape[1] and sims[j].max() > 0:
-            reasons.append(Reason("because_watched", item=int(hist[int(sims[j].argmax())])))
+        if closest[j] is not None:
+            reasons.append(Reason("because_watched", item=closest[j]))
         if hot[j] > 0 and hot[j] >= threshold:
             reasons.append(Reason("trending"))
         genres = store.item_genres.indices[
@@ -112,4 +135,29 @@ def reasons_for(
         if match:
             reasons.append(Reason("genres", genres=match))
         out.append(reasons)
+    return out
+
+
+def _most_similar(
+    similarity: sp.csr_matrix, items: np.ndarray, hist: np.ndarray
+) -> list[int | None]:
+    """Per item, the history item most similar to it, or None when none is similar (> 0).
+
+    Read from the item's own similarity row against the history's positions (ties: the
+    first in history order, as an argmax over the history would pick), without slicing
+    the matrix or densifying the answer's rows.
+    """
+    pos = np.full(similarity.shape[1], -1, np.int64)
+    pos[hist] = np.arange(hist.size)
+    ip, ix, data = similarity.indptr, similarity.indices, similarity.data
+    out: list[int | None] = []
+    for i in items.tolist():
+        a, b = int(ip[i]), int(ip[i + 1])
+        p = pos[ix[a:b]]
+        ok = p >= 0
+        v, p = data[a:b][ok], p[ok]
+        if not v.size or not v.max() > 0:
+            out.append(None)
+            continue
+        out.append(int(hist[p[v == v.max()].min()]))
     return out
