@@ -452,3 +452,16 @@ def test_readiness_says_while_the_rankers_compile(
         while c.get("/ready").json()["compiling"] and time.time() < deadline:
             time.sleep(0.05)
         assert not c.get("/ready").json()["compiling"]
+
+
+def test_the_first_load_is_kept_out_of_collections_and_a_reload_lets_it_go(home: Path) -> None:
+    """After the first load what exists is frozen (no full collection walks it); a reload
+    unfreezes it, so the replaced engine's reference cycles are collected as usual."""
+    import gc
+
+    with TestClient(create_app(Settings(home=home))) as c:
+        state = c.app.state.movierec  # type: ignore[attr-defined]
+        assert gc.get_freeze_count() > 0
+        state.load()
+        assert gc.get_freeze_count() == 0
+        assert c.get("/recommend/user/1").status_code == 200
