@@ -45,7 +45,7 @@ def csr_from_arrays(arrays: Any, prefix: str, shape: tuple[int, ...]) -> sp.csr_
     )
 
 
-def _index_arrays(indices: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def index_arrays(indices: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index arrays of one integer type, as SciPy's kernels need: int32 when both are."""
     if indices.dtype == np.int32 and indptr.dtype == np.int32:
         return indices, indptr
@@ -69,7 +69,7 @@ def _unchecked_works() -> bool:
     try:
         d, i, p = np.array([1.0, 2.0, 3.0]), np.array([2, 1, 0], np.int32), np.array([0, 1, 3])
         want = sp.csr_matrix((d, i, p), shape=(2, 3))
-        got = _unchecked(d, *_index_arrays(i, p), (2, 3))
+        got = _unchecked(d, *index_arrays(i, p), (2, 3))
         probe = np.arange(3.0)
         return bool(
             got.nnz == 3
@@ -98,7 +98,7 @@ def csr(
     offsets, column indices below ``shape[1]``); where this SciPy's internals differ from
     what this relies on (checked once at import), SciPy's constructor is used.
     """
-    indices, indptr = _index_arrays(indices, indptr)
+    indices, indptr = index_arrays(indices, indptr)
     if _UNCHECKED:
         return _unchecked(data, indices, indptr, shape)
     return sp.csr_matrix((data, indices, indptr), shape=shape)

@@ -18,6 +18,7 @@ from movierec.ranking.features import (
     feature_matrix,
     recency_rank,
 )
+from movierec.types import index_arrays
 
 
 def cross_features(
@@ -76,7 +77,6 @@ def cross_features(
 
 
 def _index_pair(indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """A CSR's index arrays as one C integer type (int32 when both are) and whether int64."""
-    wide = indptr.dtype != np.int32 or indices.dtype != np.int32
-    idx = np.int64 if wide else np.int32
-    return np.ascontiguousarray(indptr, idx), np.ascontiguousarray(indices, idx), bool(wide)
+    """A CSR's index arrays as one integer type (:func:`index_arrays`) and whether int64."""
+    ix, ip = index_arrays(np.ascontiguousarray(indices), np.ascontiguousarray(indptr))
+    return ip, ix, ix.dtype == np.int64
