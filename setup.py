@@ -6,7 +6,7 @@ setup(
     ext_modules=[
         Extension(
             "movierec._kernels",
-            ["src/movierec/_kernels.c", "src/movierec/_features.c"],
+            ["src/movierec/_kernels.c", "src/movierec/_features.c", "src/movierec/_ranks.c"],
             depends=["src/movierec/_kernels.h"],
             extra_compile_args=["-O3", "-std=c99", "-ffp-contract=off"],
         )

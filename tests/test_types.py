@@ -66,3 +66,94 @@ def test_as_csr_returns_a_matrix_of_the_type_as_it_is() -> None:
     assert mt.as_csr(m, np.float64).dtype == np.float64
     assert type(mt.as_csr(sp.csr_array(m))) is sp.csr_matrix
     np.testing.assert_array_equal(mt.as_csr(np.eye(2)).toarray(), np.eye(2))
+
+
+def _lexsort_dense_ranks(ts: sp.csr_matrix) -> np.ndarray:
+    """The NumPy code ``time_ranks(dense=True)`` replaced (``recency_weights``' ranks)."""
+    counts = np.diff(ts.indptr)
+    rows = np.repeat(np.arange(ts.shape[0]), counts)
+    t = ts.data.astype(np.float64)
+    order = np.lexsort((-t, rows))
+    t_sorted, rows_sorted = t[order], rows[order]
+    new = np.ones(order.shape[0], dtype=bool)
+    new[1:] = (t_sorted[1:] != t_sorted[:-1]) | (rows_sorted[1:] != rows_sorted[:-1])
+    dense = np.cumsum(new)
+    first = np.repeat(ts.indptr[:-1], counts)
+    rank = np.empty(order.shape[0], dtype=np.float64)
+    rank[order] = dense - dense[first] if dense.size else dense
+    return rank
+
+
+def _lexsort_strict_ranks(ts: sp.csr_matrix) -> np.ndarray:
+    """The NumPy code ``time_ranks(dense=False)`` replaced (the ranker's ``recency_rank``)."""
+    rows = np.repeat(np.arange(ts.shape[0]), np.diff(ts.indptr))
+    order = np.lexsort((-ts.indices, -ts.data, rows))
+    pos = np.empty(order.size, dtype=np.int64)
+    pos[order] = np.arange(order.size)
+    return (pos - ts.indptr[:-1][rows]).astype(np.float64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 40), min_size=0, max_size=6),
+    distinct=st.integers(1, 12),
+    nan_share=st.sampled_from([0.0, 0.0, 0.2]),
+    index=st.sampled_from([np.int32, np.int64]),
+    seed=st.integers(0, 10_000),
+)
+def test_time_ranks_equal_the_lexsort_ranks(
+    lengths: list[int], distinct: int, nan_share: float, index: type, seed: int
+) -> None:
+    """Dense and strict ranks as the lexsort code gave them: ties, NaN, empty rows, any order."""
+    rng = np.random.default_rng(seed)
+    n_cols = 50
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(index)
+    cols = np.concatenate(
+        [rng.choice(n_cols, n, replace=False) for n in lengths] or [np.zeros(0, int)]
+    ).astype(index)
+    times = rng.integers(0, distinct, int(indptr[-1])).astype(np.float64) * 1e9
+    times[rng.random(times.size) < nan_share] = np.nan
+    ts = sp.csr_matrix((times, cols, indptr), shape=(len(lengths), n_cols))
+    np.testing.assert_array_equal(mt.time_ranks(ts, dense=True), _lexsort_dense_ranks(ts))
+    np.testing.assert_array_equal(mt.time_ranks(ts, dense=False), _lexsort_strict_ranks(ts))
+
+
+def test_time_ranks_refuse_an_indptr_that_is_not_a_partition() -> None:
+    ts = sp.csr_matrix(np.array([[1.0, 2.0]]))
+    ts.indptr = np.array([0, 3], ts.indptr.dtype)
+    with pytest.raises(ValueError, match="row partition"):
+        mt.time_ranks(ts, dense=True)
+
+
+_WEIGHTS = [0.0, 1.0, -0.5, 3e-3, 2.0**-60, 2.0**-64, 2.0**-70, 2.0**-126, 2.0**-130, 1e-45, -1e-42]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.integers(1, 5),
+    inner=st.integers(1, 30),
+    cols=st.integers(1, 40),
+    seed=st.integers(0, 10_000),
+    special=st.booleans(),
+)
+def test_csr_product_equals_scipys_to_the_bit_with_tiny_weights(
+    rows: int, inner: int, cols: int, seed: int, special: bool
+) -> None:
+    """Weights down to subnormals (old events' recency weights) take the exact double path:
+    the products and sums are SciPy's own, bit for bit, including subnormal results."""
+    rng = np.random.default_rng(seed)
+    x = sp.random(rows, inner, density=0.6, random_state=seed, format="csr", dtype=np.float32)
+    x.data = rng.choice(np.array(_WEIGHTS, np.float32), x.nnz) * rng.random(x.nnz).astype(
+        np.float32
+    )
+    m = sp.random(inner, cols, density=0.5, random_state=seed + 1, format="csr", dtype=np.float32)
+    m.data = (m.data * rng.choice([1.0, -1.0, 1e-30, 1e-40, 50.0], m.nnz)).astype(np.float32)
+    if special and m.nnz:
+        m.data[rng.integers(0, m.nnz)] = rng.choice([np.inf, -np.inf, np.nan])
+    with np.errstate(all="ignore"):
+        want = (x @ m).toarray()
+    got = mt.csr_product_dense(x, m)
+    assert got.dtype == np.float32
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(np.isnan(got), nan)
+    np.testing.assert_array_equal(got.view(np.uint32)[~nan], want.view(np.uint32)[~nan])

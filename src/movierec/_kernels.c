@@ -19,9 +19,11 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "_kernels.h"
 
@@ -272,8 +274,27 @@ done:
 /* ------------------------------------------------------------ CSR product */
 
 /* One variant per index type (I) and value type (T) of x, m and the output: a row is summed
- * in T in storage order, as SciPy's sparse product does (so the two agree to the bit). */
-#define CSR_PRODUCT(NAME, I, T)                                                              \
+ * in T in storage order, as SciPy's sparse product does (so the two agree to the bit).
+ * A float product that rounds to a subnormal (below FLT_MIN), or has a subnormal factor, is
+ * a microcode assist (~5 ns, 40x a normal multiply): the recency weights 0.5^rank of old
+ * events make whole rows of them. The products of a weight below 2^-64 are taken exactly in
+ * double (24 x 24 bits) and rounded to float by round_product, which builds a subnormal
+ * result's bits with integer arithmetic; each sum gets the same addends in the same order.
+ * (Sums are adds, which take subnormals at full speed.) */
+static inline float round_product(double p) {
+    double a = fabs(p);
+    if (!(a < FLT_MIN)) return (float)p; /* normal (or 0 ... inf, NaN): the FPU rounds */
+    /* a subnormal float is k * 2^-149; k = a * 2^149 rounded half to even (< 2^23 + 1) */
+    double k = (a * 0x1p149 + 0x1p52) - 0x1p52;
+    uint32_t bits = (uint32_t)k | (signbit(p) ? 0x80000000u : 0u);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+#define TINY_F32(w) ((w) != 0 && fabsf(w) < 0x1p-64f)
+#define TINY_F64(w) 0
+#define CSR_PRODUCT(NAME, I, T, TINY)                                                        \
     static void NAME(Py_ssize_t n_q, Py_ssize_t n_out, const I *xp, const I *xi,             \
                      const T *xd, const I *mp, const I *mi, const T *md, T *out) {           \
         for (Py_ssize_t q = 0; q < n_q; q++) {                                               \
@@ -281,15 +302,21 @@ done:
             for (I a = xp[q]; a < xp[q + 1]; a++) {                                          \
                 const I j = xi[a];                                                           \
                 const T w = xd[a];                                                           \
-                for (I b = mp[j]; b < mp[j + 1]; b++) o[mi[b]] += w * md[b];                 \
+                if (TINY(w)) {                                                               \
+                    const double wd = (double)w;                                             \
+                    for (I b = mp[j]; b < mp[j + 1]; b++)                                \
+                        o[mi[b]] += round_product(wd * md[b]);                               \
+                } else {                                                                     \
+                    for (I b = mp[j]; b < mp[j + 1]; b++) o[mi[b]] += w * md[b];             \
+                }                                                                            \
             }                                                                                \
         }                                                                                    \
     }
 
-CSR_PRODUCT(product_i32_f32, int32_t, float)
-CSR_PRODUCT(product_i32_f64, int32_t, double)
-CSR_PRODUCT(product_i64_f32, int64_t, float)
-CSR_PRODUCT(product_i64_f64, int64_t, double)
+CSR_PRODUCT(product_i32_f32, int32_t, float, TINY_F32)
+CSR_PRODUCT(product_i32_f64, int32_t, double, TINY_F64)
+CSR_PRODUCT(product_i64_f32, int64_t, float, TINY_F32)
+CSR_PRODUCT(product_i64_f64, int64_t, double, TINY_F64)
 
 static PyObject *csr_product(PyObject *self, PyObject *args) {
     Py_buffer xp, xi, xd, mp, mi, md, out;
@@ -378,6 +405,8 @@ static PyMethodDef methods[] = {
      "cross_features(...): genre, similarity and gap features of pairs into a matrix."},
     {"source_features", source_features, METH_VARARGS,
      "source_features(...): each source's score, rank and z of pairs into a matrix."},
+    {"time_ranks", time_ranks, METH_VARARGS,
+     "time_ranks(indptr, times, cols, out): recency rank of each event in its row."},
     {NULL, NULL, 0, NULL},
 };
 

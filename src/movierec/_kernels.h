@@ -1,4 +1,4 @@
-/* Shared by the two sources of movierec._kernels (_kernels.c, _features.c). */
+/* Shared by the sources of movierec._kernels (_kernels.c, _features.c, _ranks.c). */
 #ifndef MOVIEREC_KERNELS_H
 #define MOVIEREC_KERNELS_H
 #include <Python.h>
@@ -42,4 +42,5 @@ static inline void release_buffers(Py_buffer **b, int n) {
 PyObject *item_features(PyObject *self, PyObject *args);
 PyObject *cross_features(PyObject *self, PyObject *args);
 PyObject *source_features(PyObject *self, PyObject *args);
+PyObject *time_ranks(PyObject *self, PyObject *args);
 #endif

@@ -81,3 +81,10 @@ def source_features(
     /,
 ) -> None:
     """Each source's score, rank and z of the pairs, and the proposers' count, into ``out``."""
+
+def time_ranks(indptr: Any, times: Any, cols: Any, out: Any, /) -> None:
+    """Per event of CSR rows, its recency rank in its row (0 = latest) into float64 ``out``.
+
+    ``cols`` (int64) given: the strict rank, ties of time by the larger column first;
+    ``None``: the dense rank (equal times share one).
+    """

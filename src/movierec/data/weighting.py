@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.types import csr
+from movierec.types import csr, time_ranks
 
 WeightingName = Literal["none", "binary", "threshold", "confidence", "bm25", "tfidf", "time_decay"]
 
@@ -103,16 +103,5 @@ def recency_weights(timestamps: sp.csr_matrix, half_life: float) -> np.ndarray:
     Ranks are dense over distinct timestamps: events with the same time share a rank (people
     rate in sessions, and the order inside one second is not information).
     """
-    n_rows = timestamps.shape[0]
-    counts = np.diff(timestamps.indptr)
-    rows = np.repeat(np.arange(n_rows), counts)
-    ts = timestamps.data.astype(np.float64)
-    order = np.lexsort((-ts, rows))
-    ts_sorted, rows_sorted = ts[order], rows[order]
-    new = np.ones(order.shape[0], dtype=bool)
-    new[1:] = (ts_sorted[1:] != ts_sorted[:-1]) | (rows_sorted[1:] != rows_sorted[:-1])
-    dense = np.cumsum(new)
-    first = np.repeat(timestamps.indptr[:-1], counts)  # position of each row's first entry
-    rank = np.empty(order.shape[0], dtype=np.float64)
-    rank[order] = dense - dense[first] if dense.size else dense
+    rank = time_ranks(timestamps, dense=True)
     return np.power(0.5, rank / half_life).astype(np.float32)

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import movierec._kernels as _kernels
 from movierec import types as mt
 from movierec.data.interactions import InteractionData
-from movierec.types import as_csr, csr, csr_product_dense
+from movierec.types import as_csr, csr, csr_product_dense, time_ranks
 
 DAY = 86_400.0
 #: Half-life (days) of decayed popularity and decayed user activity.
@@ -357,12 +357,7 @@ class FeatureStore:
 
 def recency_rank(ts: sp.csr_matrix) -> np.ndarray:
     """Per stored entry, its rank in its row by time, 0 = latest (ties by column order)."""
-    n = ts.shape[0]
-    rows = np.repeat(np.arange(n), np.diff(ts.indptr))
-    order = np.lexsort((-ts.indices, -ts.data, rows))
-    pos = np.empty(order.size, dtype=np.int64)
-    pos[order] = np.arange(order.size)
-    return (pos - ts.indptr[:-1][rows]).astype(np.float64)
+    return time_ranks(ts, dense=False)
 
 
 def feature_matrix(out: np.ndarray) -> np.ndarray:
