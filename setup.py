@@ -6,7 +6,12 @@ setup(
     ext_modules=[
         Extension(
             "movierec._kernels",
-            ["src/movierec/_kernels.c", "src/movierec/_features.c", "src/movierec/_ranks.c"],
+            [
+                "src/movierec/_kernels.c",
+                "src/movierec/_features.c",
+                "src/movierec/_ranks.c",
+                "src/movierec/_pool.c",
+            ],
             depends=["src/movierec/_kernels.h"],
             extra_compile_args=["-O3", "-std=c99", "-ffp-contract=off"],
         )

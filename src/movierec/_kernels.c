@@ -407,6 +407,8 @@ static PyMethodDef methods[] = {
      "source_features(...): each source's score, rank and z of pairs into a matrix."},
     {"time_ranks", time_ranks, METH_VARARGS,
      "time_ranks(indptr, times, cols, out): recency rank of each event in its row."},
+    {"merge_proposals", merge_proposals, METH_VARARGS,
+     "merge_proposals(...): the candidate pool of the sources' proposals; returns its size."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,4 +1,4 @@
-/* Shared by the sources of movierec._kernels (_kernels.c, _features.c, _ranks.c). */
+/* Shared by the sources of movierec._kernels (_kernels.c, _features.c, _ranks.c, _pool.c). */
 #ifndef MOVIEREC_KERNELS_H
 #define MOVIEREC_KERNELS_H
 #include <Python.h>
@@ -43,4 +43,5 @@ PyObject *item_features(PyObject *self, PyObject *args);
 PyObject *cross_features(PyObject *self, PyObject *args);
 PyObject *source_features(PyObject *self, PyObject *args);
 PyObject *time_ranks(PyObject *self, PyObject *args);
+PyObject *merge_proposals(PyObject *self, PyObject *args);
 #endif

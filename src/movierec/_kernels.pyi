@@ -88,3 +88,20 @@ def time_ranks(indptr: Any, times: Any, cols: Any, out: Any, /) -> None:
     ``cols`` (int64) given: the strict rank, ties of time by the larger column first;
     ``None``: the dense rank (equal times share one).
     """
+
+def merge_proposals(
+    prop: Any,
+    stacked: Any,
+    n_src: int,
+    n_q: int,
+    kk: int,
+    n_items: int,
+    per_source: float,
+    rows: Any,
+    items: Any,
+    scores: Any,
+    ranks: Any,
+    proposed: Any,
+    /,
+) -> int:
+    """The candidate pool of each query's proposals into the given arrays; returns its size."""

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from movierec.data.interactions import InteractionData
 from movierec.data.vocab import Vocabulary
-from movierec.ranking.candidates import Candidates, source_features
+from movierec.ranking.candidates import Candidates, pool_pairs, source_features
 from movierec.ranking.cross import cross_features
 from movierec.ranking.features import (
     CROSS_FEATURES,
@@ -228,3 +228,60 @@ def test_kernels_refuse_indices_outside_their_arrays() -> None:
         cross_features(
             store, ctx, np.array([1]), np.array([0]), taste, user, None, cross, np.arange(7)
         )
+    scores = np.zeros((1, 1, N_ITEMS), np.float32)
+    with pytest.raises(ValueError, match="out of range"):
+        pool_pairs(scores, np.array([[[N_ITEMS]]]), 5, ("a",))
+
+
+def _ref_pool(stacked: np.ndarray, prop: np.ndarray, per_source: int) -> tuple[np.ndarray, ...]:
+    """The NumPy merge ``generate`` made its pool with before ``_kernels.merge_proposals``."""
+    n_src, n_q, n_items = stacked.shape
+    kk = prop.shape[2]
+    src = np.repeat(np.arange(n_src), n_q * kk)
+    prow = np.tile(np.repeat(np.arange(n_q), kk), n_src)
+    prank = np.tile(np.arange(kk), n_src * n_q)
+    pitem = prop.ravel().astype(np.int64)
+    good = pitem >= 0
+    src, prow, prank, pitem = src[good], prow[good], prank[good], pitem[good]
+    pkey = prow * np.int64(n_items) + pitem
+    seen = np.zeros(n_q * n_items, bool)
+    seen[pkey] = True
+    key = np.flatnonzero(seen)
+    rows, items = key // n_items, key % n_items
+    scores = stacked[:, rows, items].T
+    scores = np.where(np.isfinite(scores), scores, np.float32(0.0))
+    ranks = np.full((rows.size, n_src), float(per_source), np.float32)
+    proposed = np.zeros((rows.size, n_src), bool)
+    pos = np.searchsorted(key, pkey)
+    ranks[pos, src] = prank
+    proposed[pos, src] = True
+    return rows, items, scores, ranks, proposed
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n_src=st.integers(1, 6),
+    n_q=st.integers(0, 4),
+    n_items=st.integers(1, 40),
+    kk=st.integers(1, 12),
+    seed=st.integers(0, 10_000),
+)
+def test_pool_pairs_equal_the_numpy_merge(
+    n_src: int, n_q: int, n_items: int, kk: int, seed: int
+) -> None:
+    """Pairs, scores (non-finite ones 0), ranks and proposals as the NumPy merge gave them."""
+    rng = np.random.default_rng(seed)
+    kk = min(kk, n_items)
+    stacked = rng.normal(size=(n_src, n_q, n_items)).astype(np.float32)
+    stacked[rng.random(stacked.shape) < 0.1] = rng.choice([np.inf, -np.inf, np.nan])
+    prop = np.full((n_src, n_q, kk), -1, np.int64)
+    for s in range(n_src):
+        for q in range(n_q):  # distinct items, some lists cut short as top-k leaves them
+            n = int(rng.integers(0, kk + 1))
+            prop[s, q, :n] = rng.choice(n_items, n, replace=False)
+    got = pool_pairs(stacked, prop, 150, tuple(f"s{j}" for j in range(n_src)))
+    want = _ref_pool(stacked, prop, 150)
+    for g, w in zip((got.rows, got.items, got.scores, got.ranks, got.proposed), want, strict=True):
+        assert g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
+    assert got.scores.view(np.uint32).tolist() == want[2].view(np.uint32).tolist()

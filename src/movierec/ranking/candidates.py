@@ -101,27 +101,46 @@ def generate(
     for rows_of_source in stacked:
         mask_rows(rows_of_source, exclude)
     prop = topk(stacked.reshape(n_src * n_q, n_items), kk).items.reshape(n_src, n_q, kk)
-    # (source, query, rank) of every proposal; pairs = distinct (query, item) keys
-    src = np.repeat(np.arange(n_src), n_q * kk)
-    prow = np.tile(np.repeat(np.arange(n_q), kk), n_src)
-    prank = np.tile(np.arange(kk), n_src * n_q)
-    pitem = prop.ravel().astype(np.int64)
-    good = pitem >= 0
-    src, prow, prank, pitem = src[good], prow[good], prank[good], pitem[good]
-    pkey = prow * np.int64(n_items) + pitem
-    seen = np.zeros(n_q * n_items, bool)  # distinct keys, sorted, without sorting them
-    seen[pkey] = True
-    key = np.flatnonzero(seen)
-    rows, items = key // n_items, key % n_items
-    n_pairs = rows.size
-    scores = stacked[:, rows, items].T
-    scores = np.where(np.isfinite(scores), scores, np.float32(0.0))
-    ranks = np.full((n_pairs, n_src), float(per_source), np.float32)
-    proposed = np.zeros((n_pairs, n_src), bool)
-    pos = np.searchsorted(key, pkey)
-    ranks[pos, src] = prank
-    proposed[pos, src] = True
-    return Candidates(rows, items, names, scores, ranks, proposed)
+    return pool_pairs(stacked, prop, per_source, names)
+
+
+def pool_pairs(
+    stacked: np.ndarray, prop: np.ndarray, per_source: int, names: tuple[str, ...]
+) -> Candidates:
+    """The merged pool of the sources' proposals, with their scores and ranks.
+
+    Args:
+        stacked: (sources × queries × items) float32 scores.
+        prop: (sources × queries × k) proposed items of each source, best first (-1: none).
+        per_source: Rank given where a source did not propose the item.
+        names: Source names.
+
+    Each query's pairs are its distinct proposed items, ascending; a pair's score from a
+    source is 0 where not finite. Compiled (``_kernels.merge_proposals``: one pass a query).
+    """
+    n_src, n_q, n_items = stacked.shape
+    kk = prop.shape[2]
+    cap = n_q * min(n_src * kk, n_items)
+    rows, items = np.empty(cap, np.int64), np.empty(cap, np.int64)
+    scores = np.empty((cap, n_src), np.float32)
+    ranks = np.empty((cap, n_src), np.float32)
+    proposed = np.empty((cap, n_src), np.bool_)
+    n_pairs = _kernels.merge_proposals(
+        np.ascontiguousarray(prop, np.int64),
+        np.ascontiguousarray(stacked, np.float32),
+        n_src,
+        n_q,
+        kk,
+        n_items,
+        float(per_source),
+        rows,
+        items,
+        scores,
+        ranks,
+        proposed,
+    )
+    n = int(n_pairs)
+    return Candidates(rows[:n], items[:n], names, scores[:n], ranks[:n], proposed[:n])
 
 
 def candidate_recall(cands: Candidates, truth: sp.csr_matrix) -> dict[str, float]:
