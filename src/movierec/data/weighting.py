@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.types import csr, time_ranks
+from movierec.types import csr, row_lengths, time_ranks
 
 WeightingName = Literal["none", "binary", "threshold", "confidence", "bm25", "tfidf", "time_decay"]
 
@@ -39,7 +39,7 @@ def _item_df(x: sp.csr_matrix) -> np.ndarray:
 
 
 def _row_of_entries(x: sp.csr_matrix) -> np.ndarray:
-    return np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+    return np.repeat(np.arange(x.shape[0]), row_lengths(x.indptr))
 
 
 def item_idf(x: sp.csr_matrix) -> np.ndarray:

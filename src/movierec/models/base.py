@@ -28,7 +28,7 @@ from movierec.data.interactions import InteractionData
 from movierec.models.memory import DataShape, MemoryNeed
 from movierec.models.persist import history_arrays, history_from
 from movierec.models.topk import topk
-from movierec.types import RecBatch, csr
+from movierec.types import RecBatch, csr, row_lengths
 
 Weighting = Literal["raw", "binary", "confidence", "bm25", "tfidf"]
 
@@ -220,7 +220,7 @@ class Recommender(ABC):
         scores = self.score_history(self.scoring_input(values, timestamps))
         if self.needs_history:
             rows = values if isinstance(values, sp.csr_matrix) else sp.csr_matrix(values)
-            empty = np.diff(rows.indptr) == 0
+            empty = row_lengths(rows.indptr) == 0
             if empty.any():
                 scores = np.asarray(scores, dtype=np.float32)
                 scores[empty] = np.nan

@@ -19,7 +19,7 @@ from movierec.data.interactions import InteractionData
 from movierec.models.ann import AnnIndex
 from movierec.models.base import ModelConfig, Recommender, TrainOptions, Weighting
 from movierec.models.memory import DataShape, MemoryNeed, fmt_bytes, parse_memory
-from movierec.types import RecBatch
+from movierec.types import RecBatch, row_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def fold_in_factors(
     y, yty = gram if gram is not None else item_gram(item_factors)
     f = y.shape[1]
     out = np.zeros((x.shape[0], f), dtype=np.float32)
-    rows = np.flatnonzero(np.diff(x.indptr))
+    rows = np.flatnonzero(row_lengths(x.indptr))
     a = np.empty((rows.size, f, f))
     b = np.empty((rows.size, f, 1))
     for j, r in enumerate(rows.tolist()):

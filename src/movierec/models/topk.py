@@ -6,14 +6,14 @@ import numpy as np
 import scipy.sparse as sp
 
 import movierec._kernels as _kernels
-from movierec.types import RecBatch
+from movierec.types import RecBatch, row_lengths
 
 
 def mask_rows(scores: np.ndarray, exclude: sp.csr_matrix) -> None:
     """Set ``scores[r, c] = -inf`` for every stored entry ``(r, c)`` of ``exclude`` (in place)."""
     if exclude.nnz == 0:
         return
-    rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
+    rows = np.repeat(np.arange(exclude.shape[0]), row_lengths(exclude.indptr))
     scores[rows, exclude.indices] = -np.inf
 
 

@@ -18,7 +18,7 @@ from movierec.ranking.features import (
     feature_matrix,
     recency_rank,
 )
-from movierec.types import index_arrays
+from movierec.types import index_arrays, row_lengths
 
 
 def cross_features(
@@ -48,10 +48,10 @@ def cross_features(
     if similarity is not None and similarity.shape[0]:
         ts = ctx.timestamps
         rank = recency_rank(ts).astype(np.int64)
-        q_rows = np.repeat(np.arange(n_q), np.diff(ts.indptr))
+        q_rows = np.repeat(np.arange(n_q), row_lengths(ts.indptr))
         sel = rank < LAST_N
         latest[q_rows[sel], rank[sel]] = ts.indices[sel]
-        n_last = np.minimum(np.diff(ts.indptr), LAST_N).astype(np.int64)
+        n_last = np.minimum(row_lengths(ts.indptr), LAST_N).astype(np.int64)
         s_indptr, s_indices = similarity.indptr, similarity.indices
         s_data = np.ascontiguousarray(similarity.data, np.float32)
     g = store.item_genres

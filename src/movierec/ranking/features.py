@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import movierec._kernels as _kernels
 from movierec import types as mt
 from movierec.data.interactions import InteractionData
-from movierec.types import as_csr, csr, csr_product_dense, time_ranks
+from movierec.types import as_csr, csr, csr_product_dense, row_lengths, time_ranks
 
 DAY = 86_400.0
 #: Half-life (days) of decayed popularity and decayed user activity.
@@ -104,7 +104,7 @@ class QueryContext:
             if ts.nnz != values.nnz:
                 raise ValueError("timestamps must have the structure of values")
         as_of = np.zeros(values.shape[0])
-        counts = np.diff(ts.indptr)
+        counts = row_lengths(ts.indptr)
         has = counts > 0
         if has.any():
             as_of[has] = np.maximum.reduceat(ts.data, ts.indptr[:-1][has])
@@ -311,8 +311,8 @@ class FeatureStore:
         """Per-query user features and the (queries × genres) recency-weighted genre taste."""
         v, ts = ctx.values, ctx.timestamps
         n_q = v.shape[0]
-        counts = np.diff(v.indptr).astype(np.float64)
-        rows = np.repeat(np.arange(n_q), np.diff(v.indptr))
+        counts = row_lengths(v.indptr).astype(np.float64)
+        rows = np.repeat(np.arange(n_q), row_lengths(v.indptr))
         safe = np.maximum(counts, 1)
         vsum = np.bincount(rows, v.data, minlength=n_q)
         mean = vsum / safe

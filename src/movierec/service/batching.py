@@ -59,11 +59,16 @@ class _Job:
 
 
 def _stack(mats: list[sp.csr_matrix]) -> sp.csr_matrix:
-    """One CSR of the given one-row CSRs, in order (no SciPy ``vstack`` set-up per call)."""
+    """One CSR of the given one-row CSRs, in order (no SciPy ``vstack`` set-up per call).
+
+    A lone row is returned as it is (a quiet server's batch).
+    """
+    if len(mats) == 1:
+        return mats[0]
     data = np.concatenate([m.data for m in mats])
     indices = np.concatenate([m.indices for m in mats])
     indptr = np.zeros(len(mats) + 1, indices.dtype)
-    np.cumsum([m.nnz for m in mats], out=indptr[1:])
+    np.cumsum(np.array([m.indptr[-1] for m in mats]), out=indptr[1:])
     return csr(data, indices, indptr, (len(mats), mats[0].shape[1]))
 
 
