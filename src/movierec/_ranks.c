@@ -40,7 +40,8 @@ static void sort_positions(const order_keys *k, int64_t *e, int64_t *tmp, int64_
             int64_t mid = lo + width < n ? lo + width : n;
             int64_t hi = lo + 2 * width < n ? lo + 2 * width : n;
             int64_t i = lo, j = mid, o = lo;
-            while (i < mid && j < hi) dst[o++] = goes_before(k, src[j], src[i]) ? src[j++] : src[i++];
+            while (i < mid && j < hi)
+                dst[o++] = goes_before(k, src[j], src[i]) ? src[j++] : src[i++];
             while (i < mid) dst[o++] = src[i++];
             while (j < hi) dst[o++] = src[j++];
         }

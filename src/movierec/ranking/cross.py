@@ -16,7 +16,6 @@ from movierec.ranking.features import (
     FeatureStore,
     QueryContext,
     feature_matrix,
-    recency_rank,
 )
 from movierec.types import index_arrays, row_lengths
 
@@ -47,7 +46,7 @@ def cross_features(
     s_indptr, s_indices, s_data = np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0)
     if similarity is not None and similarity.shape[0]:
         ts = ctx.timestamps
-        rank = recency_rank(ts).astype(np.int64)
+        rank = ctx.recency.astype(np.int64)
         q_rows = np.repeat(np.arange(n_q), row_lengths(ts.indptr))
         sel = rank < LAST_N
         latest[q_rows[sel], rank[sel]] = ts.indices[sel]

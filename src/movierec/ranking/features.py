@@ -12,6 +12,7 @@ Every feature belongs to one group (:data:`FEATURE_GROUPS`) so ablations can dro
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,11 @@ class QueryContext:
         if has.any():
             as_of[has] = np.maximum.reduceat(ts.data, ts.indptr[:-1][has])
         return cls(values, ts, as_of)
+
+    @functools.cached_property
+    def recency(self) -> np.ndarray:
+        """Each event's :func:`recency_rank` in its row: the taste and cross features share it."""
+        return recency_rank(self.timestamps)
 
 
 class FeatureStore:
@@ -348,7 +354,7 @@ class FeatureStore:
     def genre_taste(self, ctx: QueryContext) -> np.ndarray:
         """(queries × genres) history weighted by recency rank (half-life 10 items), normalised."""
         v = ctx.values
-        w = np.power(0.5, recency_rank(ctx.timestamps) / 10.0)
+        w = np.power(0.5, ctx.recency / 10.0)
         weighted = csr(w, v.indices, v.indptr, v.shape)
         taste = csr_product_dense(weighted, self.item_genres_f64, np.float64)
         norm = taste.sum(axis=1, keepdims=True)
