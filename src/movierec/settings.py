@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         ge=1024 * 1024,
         description="Byte budget of the per-worker answer cache (least recently used go first).",
     )
+    cache_feedback_answers: bool = Field(
+        default=True,
+        description="Keep the answers of users with feedback since training too, keyed by "
+        "their whole feedback state (a new event makes a new key, so the next answer sees it "
+        "at once). Off: each such request is scored afresh (what the per-request rows of "
+        "benchmarks/bench_service.py measure).",
+    )
 
     popular_by: Literal["count", "mean"] = Field(
         default="count",

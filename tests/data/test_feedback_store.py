@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from movierec.data.feedback import FeedbackStore, UserFeedback
+from movierec.data.feedback import FeedbackStore
+from movierec.data.user_feedback import UserFeedback
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -62,3 +63,33 @@ def test_overlay_rules() -> None:
     fb.apply(3, "watch", 5.0)
     assert fb.disliked == {1} and fb.liked == {2: 4.5} and fb.watched == {3: 15.0}
     assert fb.positives() == {2: 4.5, 3: 15.0} and fb.touched() == {1, 2, 3}
+
+
+def test_user_returns_a_copy_that_later_events_do_not_change(tmp_path: Path) -> None:
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'f.db'}")
+    try:
+        store.add(1, 10, "like", None, None, None)
+        read = store.user(1)
+        assert read is not None
+        before = read.state()
+        store.add(1, 11, "like", None, None, None)  # arrives while a request holds ``read``
+        read.apply(12, "dislike", None)  # and the reader's own changes stay its own
+        assert read.state() != before and 11 not in read.liked
+        now = store.user(1)
+        assert now is not None and set(now.liked) == {10, 11} and not now.disliked
+    finally:
+        store.close()
+
+
+def test_state_is_canonical() -> None:
+    a, b = UserFeedback(), UserFeedback()
+    for m in (3, 1, 2):
+        a.apply(m, "like", None)
+    for m in (2, 3, 1):
+        b.apply(m, "like", None)
+    assert a.state() == b.state() and hash(a.state()) == hash(b.state())
+    b.apply(4, "watch", 1.0)
+    assert a.state() != b.state()
+    c = a.copy()
+    c.apply(1, "dislike", None)
+    assert a.state() != c.state() and 1 in a.liked

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from movierec.data.feedback import UserFeedback
+from movierec.data.user_feedback import UserFeedback
 from movierec.lifecycle.bundle import load_bundle
 from movierec.service.batching import RowBatcher
 from movierec.service.engine import Engine
@@ -18,7 +18,8 @@ from movierec.service.engine import Engine
 
 @pytest.fixture(scope="module")
 def engine(trained_home: Path) -> Engine:
-    return Engine(load_bundle(trained_home / "bundles"))
+    # every fold-in request scored (no answers kept by feedback state): batches must form
+    return Engine(load_bundle(trained_home / "bundles"), cache_feedback=False)
 
 
 def _rows(engine: Engine, n: int) -> list[tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]]:

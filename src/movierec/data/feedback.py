@@ -11,9 +11,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,54 +20,7 @@ import sqlalchemy as sa
 
 from movierec.data.segments import EventSegments, distinct, feedback_events
 from movierec.data.sqlutil import add_missing_column, insert_ignoring_known
-
-Signal = Literal["like", "dislike", "rating", "watch", "save"]
-#: Interaction value of a movie saved for later (intent to watch: a mild positive).
-SAVE_VALUE = 4.0
-
-
-@dataclass
-class UserFeedback:
-    """What one user told us since the model was trained (movie ids, raw)."""
-
-    liked: dict[int, float] = field(default_factory=dict)
-    disliked: set[int] = field(default_factory=set)
-    rated: dict[int, float] = field(default_factory=dict)
-    watched: dict[int, float] = field(default_factory=dict)
-    saved: set[int] = field(default_factory=set)
-
-    def apply(self, movie_id: int, signal: str, value: float | None) -> None:
-        """Fold one event in: the latest signal about a movie wins."""
-        self.liked.pop(movie_id, None)
-        self.disliked.discard(movie_id)
-        self.rated.pop(movie_id, None)
-        if signal == "like":
-            self.liked[movie_id] = 5.0
-        elif signal == "dislike":
-            self.disliked.add(movie_id)
-            self.saved.discard(movie_id)
-        elif signal == "rating" and value is not None:
-            if value >= 3.5:
-                self.liked[movie_id] = value
-            elif value <= 2.0:
-                self.disliked.add(movie_id)
-            self.rated[movie_id] = value
-        elif signal == "watch":
-            self.watched[movie_id] = self.watched.get(movie_id, 0.0) + (value or 1.0)
-        elif signal == "save":
-            self.saved.add(movie_id)
-
-    def positives(self) -> dict[int, float]:
-        """Movies that count as positive interactions, with their value."""
-        out = {m: SAVE_VALUE for m in self.saved if m not in self.disliked}
-        out.update({m: v for m, v in self.watched.items() if m not in self.disliked})
-        out.update({m: v for m, v in self.rated.items() if m not in self.disliked})
-        out.update(self.liked)
-        return out
-
-    def touched(self) -> set[int]:
-        """Every movie the user gave feedback on (never recommended back)."""
-        return set(self.liked) | self.disliked | set(self.rated) | set(self.watched) | self.saved
+from movierec.data.user_feedback import SAVE_VALUE, Signal, UserFeedback
 
 
 class FeedbackStore:
@@ -242,9 +194,14 @@ class FeedbackStore:
         return int(new_id[0]) if new_id else -1
 
     def user(self, user_id: int) -> UserFeedback | None:
-        """The overlay of a user, or ``None`` when they gave no feedback."""
+        """A copy of a user's overlay, or ``None`` when they gave no feedback.
+
+        A copy, taken under the lock: events applied while a request reads it (the stream's
+        consumer, another request's ``POST /feedback``) never change it under the reader.
+        """
         with self._lock:
-            return self._users.get(user_id)
+            fb = self._users.get(user_id)
+            return None if fb is None else fb.copy()
 
     def count(self) -> int:
         """Events stored (a streamed event produced twice counts once).

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.data.feedback import UserFeedback
+from movierec.data.user_feedback import UserFeedback
 from movierec.errors import MovierecError
 from movierec.lifecycle.bundle import Bundle
 from movierec.models.base import Recommender
@@ -58,6 +58,7 @@ class Engine:
         bundle: Bundle,
         fallback_chain: tuple[str, ...] = ("popularity",),
         cache_bytes: int = 256 * 1024 * 1024,
+        cache_feedback: bool = True,
     ) -> None:
         self.bundle = bundle
         self.version = bundle.version
@@ -75,6 +76,8 @@ class Engine:
         #: Top-N arrays by (strategy, user index) and serialized plain answers by (strategy,
         #: user index, k), under one byte budget.
         self.cache: ByteLRU[Any] = ByteLRU(cache_bytes)
+        #: Also keep the top-N of users with feedback, keyed by their whole feedback state.
+        self.cache_feedback = cache_feedback
         #: Per-request scoring of concurrent requests, batched per model.
         self.batcher = RowBatcher()
         #: Provenance headers, encoded once (set by the renderer on first use).
@@ -212,10 +215,8 @@ class Engine:
             return self._answer(user_id, strategy, base, items[:k], scores[:k])
         source = base if feedback is None else f"{base}_foldin"
         if strategy != "mixed" and feedback is not None:  # per request: batched with others
-            rb = self.batcher.top(
-                self.model(base), self._prepare(user_idx, feedback, exclude_seen), k
-            )
-            return self._answer(user_id, strategy, source, rb.items[0], rb.scores[0])
+            items, scores = self._fold_in_top(base, user_idx, feedback, exclude_seen, k)
+            return self._answer(user_id, strategy, source, items[:k], scores[:k])
         exclude = self.overlay.exclusions(user_idx, feedback, exclude_seen)
         scores = self.scores_for(base, user_idx, feedback)
         if strategy == "mixed":
@@ -227,6 +228,31 @@ class Engine:
             source = f"mixed({base},popularity,alpha={a:g})"
         rb = topk(scores[None, :].copy(), k, exclude=exclude)
         return self._answer(user_id, strategy, source, rb.items[0], rb.scores[0])
+
+    def _fold_in_top(
+        self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` (or more) of a history with feedback: computed once per feedback state.
+
+        The answer depends on the model, the training row, the feedback and ``exclude_seen``
+        only, so the top-N is kept under the feedback's whole state: a later request with
+        the same state is a lookup, and any new event makes a new key (the next answer sees
+        it at once). Unknown users with the same feedback share an entry (their answers are
+        the same). ``k`` above the top-N is computed and not kept.
+        """
+        keep = self.cache_feedback and k <= CACHE_N
+        key = (strategy, user_idx, exclude_seen, fb.state()) if keep else None
+        if key is not None:
+            hit: tuple[np.ndarray, np.ndarray] | None = self.cache.get(key)
+            if hit is not None:
+                return hit
+        prepare = self._prepare(user_idx, fb, exclude_seen)
+        rb = self.batcher.top(self.model(strategy), prepare, CACHE_N if keep else k)
+        value = (rb.items[0], rb.scores[0])
+        if key is not None:  # the key's feedback costs about 64 bytes an entry
+            size = value[0].nbytes + value[1].nbytes + 64 * sum(len(p) for p in key[3])
+            self.cache.put(key, value, size)
+        return value
 
     def _prepare(
         self, user_idx: int | None, fb: UserFeedback | None, exclude_seen: bool
@@ -304,8 +330,8 @@ class Engine:
         if not self.catalog.item_index(liked)[0].size:
             ans = self._fallback(None, k, fb, strategy)
         else:
-            rb = self.batcher.top(self.model(strategy), self._prepare(None, fb, True), k)
-            ans = self._answer(None, strategy, f"{strategy}_foldin", rb.items[0], rb.scores[0])
+            items, scores = self._fold_in_top(strategy, None, fb, True, k)
+            ans = self._answer(None, strategy, f"{strategy}_foldin", items[:k], scores[:k])
         ans.unknown_movies = unknown
         return ans
 

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from movierec.data.feedback import UserFeedback
+from movierec.data.user_feedback import UserFeedback
 from movierec.experiments.design import Experiment, Variant, read_experiment
 from movierec.experiments.interleave import team_draft
 from movierec.lifecycle.bundle import load_bundle
@@ -80,6 +80,7 @@ class VersionEngines:
                     load_bundle(s.bundles_dir, version),
                     tuple(s.fallback_chain),
                     s.answer_cache_bytes // 4,
+                    s.cache_feedback_answers,
                 )
                 if len(self._engines) >= self.keep:
                     self._engines.pop(next(iter(self._engines))).release()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.data.feedback import UserFeedback
+from movierec.data.user_feedback import UserFeedback
 from movierec.service.catalog import MovieCatalog
 from movierec.types import csr
 

@@ -129,7 +129,10 @@ class ServiceState:
         with self.reload_lock:
             bundle = load_bundle(self.settings.bundles_dir, version)
             engine = Engine(
-                bundle, tuple(self.settings.fallback_chain), self.settings.answer_cache_bytes
+                bundle,
+                tuple(self.settings.fallback_chain),
+                self.settings.answer_cache_bytes,
+                self.settings.cache_feedback_answers,
             )
             engine.shared = self.shared
             old, self.engine = self.engine, engine  # the swap: readers see old or new, not a mix

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from movierec.data.feedback import UserFeedback
+from movierec.data.user_feedback import UserFeedback
 from movierec.service.deps import EngineDep, StateDep, current
 from movierec.service.engine import Engine
 from movierec.service.experiments import experiment_answer
