@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from movierec.data.user_feedback import UserFeedback
 from movierec.lifecycle.bundle import Bundle, load_bundle
+from movierec.service.app import create_app
 from movierec.service.engine import CACHE_N, Answer, Engine
+from movierec.service.routes import recommend
+from movierec.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +101,48 @@ def test_cold_starts_with_the_same_liked_movies_share_an_answer(bundle: Bundle) 
     assert _ids(a) == _ids(b) == _ids(fresh.cold(liked, [], 10, "ranked"))
     kept.cold(liked, [int(bundle.items.ids[0])], 10, "ranked")  # a dislike is a new state
     assert kept.batcher.batches == 2
+
+
+def _service(home: Path, **settings: object) -> TestClient:
+    return TestClient(create_app(Settings(home=home, **settings)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_the_route_serves_a_feedback_states_answer_as_bytes_until_the_next_event(
+    home: Path, explain: bool
+) -> None:
+    with _service(home) as client:
+        state = client.app.state.movierec  # type: ignore[attr-defined]
+        user = int(state.engine.bundle.users.ids[2])
+        movies = [int(m) for m in state.engine.bundle.items.ids[:50]]
+        like = {"user_id": user, "movie_id": movies[7], "signal": "like"}
+        assert client.post("/feedback", json=like).status_code < 300
+        path = f"/recommend/user/{user}?k=8&strategy=ranked&explain={str(explain).lower()}"
+        first = client.get(path)
+        assert first.status_code == 200 and first.json()["source"] == "ranked_foldin"
+        name = "ranked" + (recommend.EXPLAINED if explain else "")
+        key = state.answer_key(user, name, 8, state.feedback.user(user))
+        assert key is not None and state.engine.cached_response(key) == first.content
+        batches = state.engine.batcher.batches
+        assert client.get(path).content == first.content
+        assert state.engine.batcher.batches == batches
+        top = first.json()["items"][0]["movie_id"]
+        like = {"user_id": user, "movie_id": top, "signal": "like"}
+        assert client.post("/feedback", json=like).status_code < 300
+        after = client.get(path).json()
+        assert top not in [i["movie_id"] for i in after["items"]]
+        assert state.engine.batcher.batches == batches + 1
+        if explain:
+            assert all(i["reasons"] for i in after["items"])
+
+
+def test_the_setting_off_scores_every_request(home: Path) -> None:
+    with _service(home, cache_feedback_answers=False) as client:
+        state = client.app.state.movierec  # type: ignore[attr-defined]
+        user = int(state.engine.bundle.users.ids[4])
+        movie = int(state.engine.bundle.items.ids[3])
+        like = {"user_id": user, "movie_id": movie, "signal": "like"}
+        assert client.post("/feedback", json=like).status_code < 300
+        assert state.answer_key(user, "ranked", 8, state.feedback.user(user)) is None
+        bodies = [client.get(f"/recommend/user/{user}?k=8&strategy=ranked").content for _ in "ab"]
+        assert bodies[0] == bodies[1] and state.engine.batcher.batches == 2

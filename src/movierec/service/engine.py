@@ -32,6 +32,8 @@ from movierec.service.shared_cache import SharedAnswers
 logger = logging.getLogger(__name__)
 
 CACHE_N = 100
+#: First element of the key of a serialized answer of a feedback state (no strategy's name).
+FEEDBACK_KEY = "+feedback"
 
 
 class UnknownStrategyError(MovierecError):
@@ -107,17 +109,24 @@ class Engine:
         """Index of a known user, or -1."""
         return self._user_pos.get(user_id, -1)
 
-    def cached_response(self, key: tuple[str, int, int]) -> bytes | None:
-        """A serialized plain answer: this worker's, else one another worker shared."""
+    def cached_response(self, key: tuple[Any, ...]) -> bytes | None:
+        """A serialized answer: this worker's, else (a plain one) one another worker shared."""
         body: bytes | None = self.cache.get(key)
-        if body is None and self.shared is not None:
+        if body is None and self.shared is not None and key[0] != FEEDBACK_KEY:
             body = self.shared.get(self.version, key)
             if body is not None:
                 self.cache.put(key, body, len(body))
         return body
 
-    def store_response(self, key: tuple[str, int, int], body: bytes) -> None:
-        """Keep a serialized plain answer (within the cache's byte budget), and share it."""
+    def store_response(self, key: tuple[Any, ...], body: bytes) -> None:
+        """Keep a serialized answer (within the cache's byte budget); share a plain one.
+
+        The answer of a feedback state (key ``(FEEDBACK_KEY, …, state)``) stays this
+        worker's; its key's feedback is counted at about 64 bytes an entry.
+        """
+        if key[0] == FEEDBACK_KEY:
+            self.cache.put(key, body, len(body) + 64 * sum(len(p) for p in key[-1]))
+            return
         self.cache.put(key, body, len(body))
         if self.shared is not None:
             self.shared.put(self.version, key, body)

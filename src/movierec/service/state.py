@@ -7,8 +7,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from movierec.data.feedback import FeedbackStore
+from movierec.data.user_feedback import UserFeedback
 from movierec.lifecycle.bundle import (
     BundleError,
     current_version,
@@ -16,7 +18,7 @@ from movierec.lifecycle.bundle import (
     newest_verified,
     set_current,
 )
-from movierec.service.engine import CACHE_N, Engine
+from movierec.service.engine import CACHE_N, FEEDBACK_KEY, Engine
 from movierec.service.experiments import ExperimentWatch, VersionEngines
 from movierec.service.jobs import TrainingJobs
 from movierec.service.limits import WorkLimiter
@@ -207,13 +209,31 @@ class ServiceState:
         That is a known user with no feedback since training and ``k`` within the top-N
         cache; ``None`` otherwise (the answer must be computed).
         """
+        if self.feedback.user(user_id) is not None:
+            return None
+        key = self.answer_key(user_id, strategy, k, None)
+        return None if key is None else (key[0], key[1], key[2])
+
+    def answer_key(
+        self, user_id: int, strategy: str, k: int, fb: UserFeedback | None
+    ) -> tuple[Any, ...] | None:
+        """Key of a user's serialized answer given their feedback ``fb`` (read by the caller).
+
+        A known user without feedback: ``(strategy, user index, k)``, as :meth:`plain_key`
+        (shared between workers). A user with feedback, known or not, when
+        ``cache_feedback_answers`` is on: ``(FEEDBACK_KEY, strategy, user id, k, the feedback's
+        whole state)``, this worker's only; the next event makes another key, so the next
+        answer sees it. ``None`` when the answer must be computed (``k`` over the top-N).
+        """
         engine = self.engine
         if engine is None or k > CACHE_N:
             return None
-        idx = engine.user_index(user_id)
-        if idx < 0 or self.feedback.user(user_id) is not None:
+        if fb is None:
+            idx = engine.user_index(user_id)
+            return (strategy, idx, k) if idx >= 0 else None
+        if not engine.cache_feedback:
             return None
-        return (strategy, idx, k)
+        return (FEEDBACK_KEY, strategy, user_id, k, fb.state())
 
     def watch_current(self, every_s: float) -> threading.Event | None:
         """Poll ``CURRENT`` every ``every_s`` seconds and load a new version when it moves.

@@ -39,7 +39,7 @@ UserId = Annotated[IdParam, Path(description="MovieLens user id (ASCII digits, 1
 
 def _recommend(
     engine: Engine,
-    state: ServiceState,
+    fb: UserFeedback | None,
     user_id: int,
     k: int,
     strategy: str | None,
@@ -47,7 +47,7 @@ def _recommend(
     explain: bool = False,
     alpha: float | None = None,
 ) -> RecommendationOut:
-    fb = state.feedback.user(user_id)
+    """A user's answer given the feedback read once by the caller (what its key was made of)."""
     ans = engine.recommend(
         user_id,
         k,
@@ -165,23 +165,26 @@ async def recommend_user(request: Request) -> Response:
     storable = exclude_seen and name != "mixed"  # (alpha is mixed's only)
     # an explained answer is as fixed as the plain one (same history, same model): kept
     # beside it under its own name ("+" is in no strategy name) and dropped with it
-    key = state.plain_key(user_id, name + EXPLAINED if explain else name, k) if storable else None
+    fb = state.feedback.user(user_id)  # read once: the key and the answer see the same
+    stored = name + EXPLAINED if explain else name
+    key = state.answer_key(user_id, stored, k, fb) if storable else None
     if key is not None:
-        # the common case: a known user with no feedback since training, served from bytes
+        # a known user with no feedback since training, or a feedback state answered before:
+        # served from bytes
         body = engine.cached_response(key)
         if body is None:
-            if explain and _explain_inline(engine, state, user_id, name, k, exclude_seen):
+            if explain and fb is None and _explain_inline(engine, state, user_id, name, k, True):
                 # the reasons of a cached top-N: about half a millisecond, cheaper on the event
                 # loop than a hop to a worker thread that competes with it for the GIL
-                body = _recommend_bytes(engine, state, user_id, k, name, True, True)
+                body = _recommend_bytes(engine, fb, user_id, k, name, True, True)
             else:
                 body = await state.work.run(
-                    _recommend_bytes, engine, state, user_id, k, name, True, explain
+                    _recommend_bytes, engine, fb, user_id, k, name, True, explain
                 )
             engine.store_response(key, body)
     else:  # per request; serialised in the worker too (reasons make long answers)
         body = await state.work.run(
-            _recommend_bytes, engine, state, user_id, k, strategy, exclude_seen, explain, alpha
+            _recommend_bytes, engine, fb, user_id, k, strategy, exclude_seen, explain, alpha
         )
     if log is not None:
         log.record(user_id, body, engine.version, (time.perf_counter() - t0) * 1000)
@@ -202,9 +205,8 @@ async def recommend_mixed(
 ) -> RecommendationOut:
     """The model/popularity blend: ``alpha · model + (1 - alpha) · popularity`` (min-max scaled)."""
     provenance(response, engine)
-    return await state.work.run(
-        _recommend, engine, state, user_id, k, "mixed", True, explain, alpha
-    )
+    fb = state.feedback.user(user_id)
+    return await state.work.run(_recommend, engine, fb, user_id, k, "mixed", True, explain, alpha)
 
 
 @router.get("/recommend", response_model=RecommendationOut)
@@ -218,13 +220,14 @@ async def recommend_query(
 ) -> RecommendationOut:
     """The query form: ``/recommend?user_id=1&k=10``."""
     provenance(response, engine)
-    return await state.work.run(_recommend, engine, state, user_id, k, strategy)
+    fb = state.feedback.user(user_id)
+    return await state.work.run(_recommend, engine, fb, user_id, k, strategy)
 
 
 @router.get("/recommend/{user_id}", response_class=PlainTextResponse)
 async def recommend_plain(user_id: UserId, engine: EngineDep, state: StateDep) -> PlainTextResponse:
     """Up to 20 comma-separated movie ids on one line (the stream-course contract)."""
-    out = await state.work.run(_recommend, engine, state, user_id, 20, None)
+    out = await state.work.run(_recommend, engine, state.feedback.user(user_id), user_id, 20, None)
     body = ",".join(str(i.movie_id) for i in out.items)
     resp = PlainTextResponse(body)
     provenance(resp, engine)
