@@ -146,3 +146,20 @@ def test_the_setting_off_scores_every_request(home: Path) -> None:
         assert state.answer_key(user, "ranked", 8, state.feedback.user(user)) is None
         bodies = [client.get(f"/recommend/user/{user}?k=8&strategy=ranked").content for _ in "ab"]
         assert bodies[0] == bodies[1] and state.engine.batcher.batches == 2
+
+
+def test_a_state_seen_before_is_answered_as_it_was(bundle: Bundle) -> None:
+    engine = Engine(bundle)
+    user = int(bundle.users.ids[5])
+    movie = int(bundle.items.ids[11])
+    fb = UserFeedback()
+    fb.apply(movie, "like", None)
+    first = engine.recommend(user, 10, "ranked", feedback=fb)
+    fb.apply(movie, "dislike", None)  # the latest signal wins: another state
+    disliked = engine.recommend(user, 10, "ranked", feedback=fb)
+    assert engine.batcher.batches == 2
+    fb.apply(movie, "like", None)  # the first state again
+    again = engine.recommend(user, 10, "ranked", feedback=fb)
+    assert engine.batcher.batches == 2
+    assert _ids(again) == _ids(first)
+    assert movie not in _ids(disliked) and movie not in _ids(again)
