@@ -9,8 +9,9 @@ import scipy.sparse as sp
 
 import movierec._kernels as _kernels
 from movierec.models.base import Recommender
-from movierec.models.topk import mask_rows, topk
+from movierec.models.topk import top_indices
 from movierec.ranking.features import feature_matrix
+from movierec.types import row_lengths
 
 #: Bytes of dense score rows (all sources, their top-k copy and masks) per chunk of queries.
 CANDIDATE_CHUNK_BYTES = 512 * 1024 * 1024
@@ -96,12 +97,18 @@ def generate(
     for j, name in enumerate(names):
         stacked[j] = sources[name].score_rows(values, timestamps)
     kk = min(per_source, n_items)
-    # one top-k call over every (source, query) row, each query's excluded items masked in
-    # place: an excluded item is never a pair, so no pair's score is masked
-    for rows_of_source in stacked:
-        mask_rows(rows_of_source, exclude)
-    prop = topk(stacked.reshape(n_src * n_q, n_items), kk).items.reshape(n_src, n_q, kk)
-    return pool_pairs(stacked, prop, per_source, names)
+    # each query's excluded items masked in every source at once (in place: an excluded
+    # item is never a pair, so no pair's score is masked), then one top-k over every
+    # (source, query) row; a proposal without a finite score is none (-1), as in ``topk``
+    if exclude.nnz:
+        stacked[
+            :, np.repeat(np.arange(n_q), row_lengths(exclude.indptr)), exclude.indices
+        ] = -np.inf
+    flat = stacked.reshape(n_src * n_q, n_items)
+    prop = top_indices(flat, kk)
+    offsets = np.arange(0, flat.size, n_items, dtype=np.int64)[:, None]
+    prop[~np.isfinite(flat.ravel()[prop + offsets])] = -1
+    return pool_pairs(stacked, prop.reshape(n_src, n_q, kk), per_source, names)
 
 
 def pool_pairs(
