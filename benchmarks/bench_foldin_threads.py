@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -70,7 +69,7 @@ def main() -> None:
     bundle = load_bundle(a.home / "bundles")
     model = bundle.models["ranked"]
     assert isinstance(model, RankedRecommender)
-    model.compile_ranker(Path(tempfile.mkdtemp()))
+    model.compile_ranker(a.home / "cache" / "ranker")  # where the service keeps it
     engine = Engine(bundle, cache_feedback=False)
     movies = [int(m) for m in bundle.items.ids[:2000]]
     feedback = {}
