@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,8 @@ class _Job:
     result: Any = None
     error: BaseException | None = None
     done: bool = False
+    #: Set when the job is done, or when it is handed the lead of its model's next batch.
+    wake: threading.Event = field(default_factory=threading.Event)
 
     def get(self) -> Any:
         if self.error is not None:
@@ -85,10 +87,11 @@ class RowBatcher:
         self.max_rows = max_rows
         self.batches = 0
         self.rows = 0
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Job] = []
-        #: Models with a batch being scored: one at a time per model (two at once were
-        #: slower on two cores: most of a batch holds the interpreter lock).
+        #: Models with a batch being scored, or handed to the job that leads the next one: one
+        #: at a time per model (two at once were slower on two cores: most of a batch holds
+        #: the interpreter lock).
         self._running: set[int] = set()
 
     def score(
@@ -112,13 +115,17 @@ class RowBatcher:
     def _submit(self, job: _Job) -> Any:
         model = job.model
         key = id(model)
-        with self._cv:
+        with self._lock:
             self._queue.append(job)
-            while not job.done and key in self._running:
-                self._cv.wait()
+            lead = key not in self._running
+            if lead:
+                self._running.add(key)
+        if not lead:
+            # woken once: when a batch scored this job, or to lead the model's next batch
+            job.wake.wait()
             if job.done:
                 return job.get()
-            self._running.add(key)
+        with self._lock:
             batch = [job]
             for other in self._queue:
                 if len(batch) >= self.max_rows:
@@ -130,13 +137,20 @@ class RowBatcher:
         try:
             self._run(model, batch)
         finally:
-            with self._cv:
-                self._running.discard(key)
+            with self._lock:
                 for j in batch:
                     j.done = True
                 self.batches += 1
                 self.rows += len(batch)
-                self._cv.notify_all()
+                # the model's oldest waiting job leads the next batch (no other thread wakes)
+                nxt = next((j for j in self._queue if j.model is model), None)
+                if nxt is None:
+                    self._running.discard(key)
+            for j in batch:
+                if j is not job:
+                    j.wake.set()
+            if nxt is not None:
+                nxt.wake.set()
             SCORING_BATCHES.inc()
             SCORING_ROWS.inc(len(batch))
         return job.get()
