@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +152,96 @@ def test_concurrent_fold_in_answers_equal_sequential_ones(engine: Engine) -> Non
         assert [i.movie_id for i in got[u].items] == [i.movie_id for i in expected[u].items]
         assert got[u].source == "ranked_foldin"
     assert engine.batcher.batches - before <= len(users)
+
+
+def test_rows_awaited_on_an_event_loop_join_the_batches_with_the_same_answers(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = engine.model("ranked")
+    rows = _rows(engine, 7)
+    alone = [model.recommend_history(v, 10, timestamps=t) for v, t, _ in rows]
+    batcher = RowBatcher()
+    entered, release = _gate(monkeypatch, model)
+    first: dict[str, Any] = {}
+    holder = threading.Thread(
+        target=lambda: first.setdefault("rb", batcher.top(model, lambda: rows[0], 10))
+    )
+    holder.start()
+    assert entered.wait(30)  # a thread's row is being scored: six awaited rows queue up
+
+    def release_when_queued() -> None:
+        while len(batcher._queue) < 6:
+            threading.Event().wait(0.01)
+        release.set()
+
+    threading.Thread(target=release_when_queued).start()
+
+    async def ask() -> list[Any]:
+        return await asyncio.gather(
+            *(batcher.top_async(model, lambda r=r: r, 10) for r in rows[1:])  # type: ignore[misc]
+        )
+
+    awaited = asyncio.run(ask())
+    holder.join(60)
+    got = [first["rb"], *awaited]
+    assert (batcher.batches, batcher.rows) == (2, 7)  # one alone, then the six together
+    for rb, expected in zip(got, alone, strict=True):
+        np.testing.assert_array_equal(rb.items[0], expected.items[0])
+        np.testing.assert_allclose(rb.scores[0], expected.scores[0], rtol=1e-6)
+
+
+def test_a_cancelled_request_row_is_not_scored(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = engine.model("ease")
+    rows = _rows(engine, 2)
+    batcher = RowBatcher()
+    entered, release = _gate(monkeypatch, model)
+    holder = threading.Thread(target=lambda: batcher.top(model, lambda: rows[0], 10))
+    holder.start()
+    assert entered.wait(30)
+    built: list[int] = []
+
+    def prepare() -> tuple[sp.csr_matrix, sp.csr_matrix | None, sp.csr_matrix | None]:
+        built.append(1)
+        return rows[1]
+
+    async def ask_then_leave() -> None:
+        task = asyncio.create_task(batcher.top_async(model, prepare, 10))
+        while not batcher._queue:
+            await asyncio.sleep(0.01)
+        task.cancel()  # the client went away while its row waited
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(ask_then_leave())
+    release.set()
+    holder.join(60)
+    deadline = time.monotonic() + 30
+    while batcher._queue and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    threading.Event().wait(0.1)
+    assert built == [] and (batcher.batches, batcher.rows) == (1, 1)
+
+
+def test_answers_awaited_on_the_loop_equal_the_worker_thread_ones(engine: Engine) -> None:
+    users = [int(u) for u in engine.bundle.users.ids[:6]]
+    movies = [int(m) for m in engine.bundle.items.ids[:50]]
+    for strategy in ("ranked", "ease", "als"):
+        for i, u in enumerate(users):
+            fb = UserFeedback()
+            fb.apply(movies[(5 * i) % len(movies)], "like", None)
+            assert engine.scores_afresh(u, strategy, fb)
+            expected = engine.recommend(u, 10, strategy, feedback=fb)
+            got = asyncio.run(engine.recommend_afresh(u, 10, strategy, fb, True))
+            assert got == expected
+        liked = movies[:5]
+        assert engine.knows_any(liked)
+        assert asyncio.run(engine.cold_async(liked, movies[5:7], 10, strategy)) == engine.cold(
+            liked, movies[5:7], 10, strategy
+        )
+    fb = UserFeedback()
+    fb.apply(movies[0], "like", None)
+    assert not engine.scores_afresh(users[0], "mixed", fb)
+    assert not engine.scores_afresh(users[0], "ranked", None)
+    assert not engine.knows_any([10**9])

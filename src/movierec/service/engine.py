@@ -28,6 +28,7 @@ from movierec.service.catalog import Item, MovieCatalog
 from movierec.service.explain import explain_items
 from movierec.service.overlay import HistoryOverlay
 from movierec.service.shared_cache import SharedAnswers
+from movierec.types import RecBatch
 
 logger = logging.getLogger(__name__)
 
@@ -238,6 +239,30 @@ class Engine:
         rb = topk(scores[None, :].copy(), k, exclude=exclude)
         return self._answer(user_id, strategy, source, rb.items[0], rb.scores[0])
 
+    def scores_afresh(self, user_id: int, strategy: str, feedback: UserFeedback | None) -> bool:
+        """Whether :meth:`recommend` scores this request's row (the batcher's path).
+
+        That is a user with feedback since training (known, or with a liked movie), under a
+        strategy other than ``mixed``; :meth:`recommend_afresh` answers it on the event loop.
+        """
+        if strategy == "mixed" or feedback is None:
+            return False
+        return self.user_index(user_id) >= 0 or bool(feedback.positives())
+
+    async def recommend_afresh(
+        self, user_id: int, k: int, strategy: str, feedback: UserFeedback, exclude_seen: bool
+    ) -> Answer:
+        """:meth:`recommend` of a request :meth:`scores_afresh` accepts, awaited on the loop.
+
+        The same answer: the row joins the same batches; only the waiting differs (no worker
+        thread is woken for the request).
+        """
+        self.model(strategy)
+        u = self.user_index(user_id)
+        user_idx = u if u >= 0 else None
+        items, scores = await self._fold_in_top_async(strategy, user_idx, feedback, exclude_seen, k)
+        return self._answer(user_id, strategy, f"{strategy}_foldin", items[:k], scores[:k])
+
     def _fold_in_top(
         self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -249,14 +274,40 @@ class Engine:
         it at once). Unknown users with the same feedback share an entry (their answers are
         the same). ``k`` above the top-N is computed and not kept.
         """
-        keep = self.cache_feedback and k <= CACHE_N
-        key = (strategy, user_idx, exclude_seen, fb.state()) if keep else None
-        if key is not None:
-            hit: tuple[np.ndarray, np.ndarray] | None = self.cache.get(key)
-            if hit is not None:
-                return hit
+        key, n = self._fold_in_key(strategy, user_idx, fb, exclude_seen, k)
+        hit = self._fold_in_hit(key)
+        if hit is not None:
+            return hit
         prepare = self._prepare(user_idx, fb, exclude_seen)
-        rb = self.batcher.top(self.model(strategy), prepare, CACHE_N if keep else k)
+        return self._fold_in_keep(key, self.batcher.top(self.model(strategy), prepare, n))
+
+    async def _fold_in_top_async(
+        self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_fold_in_top` with the row awaited on the event loop."""
+        key, n = self._fold_in_key(strategy, user_idx, fb, exclude_seen, k)
+        hit = self._fold_in_hit(key)
+        if hit is not None:
+            return hit
+        prepare = self._prepare(user_idx, fb, exclude_seen)
+        rb = await self.batcher.top_async(self.model(strategy), prepare, n)
+        return self._fold_in_keep(key, rb)
+
+    def _fold_in_key(
+        self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int
+    ) -> tuple[tuple[Any, ...] | None, int]:
+        """The key of a feedback state's top-N (None: not kept) and how many items to score."""
+        if self.cache_feedback and k <= CACHE_N:
+            return (strategy, user_idx, exclude_seen, fb.state()), CACHE_N
+        return None, k
+
+    def _fold_in_hit(self, key: tuple[Any, ...] | None) -> tuple[np.ndarray, np.ndarray] | None:
+        hit: tuple[np.ndarray, np.ndarray] | None = None if key is None else self.cache.get(key)
+        return hit
+
+    def _fold_in_keep(
+        self, key: tuple[Any, ...] | None, rb: RecBatch
+    ) -> tuple[np.ndarray, np.ndarray]:
         value = (rb.items[0], rb.scores[0])
         if key is not None:  # the key's feedback costs about 64 bytes an entry
             size = value[0].nbytes + value[1].nbytes + 64 * sum(len(p) for p in key[3])
@@ -330,19 +381,47 @@ class Engine:
 
     def cold(self, liked: list[int], disliked: list[int], k: int, strategy: str) -> Answer:
         """Fold-in of a new user from liked movies; liked and disliked movies are excluded."""
-        fb = UserFeedback()
-        for m in liked:
-            fb.apply(m, "like", None)
-        for m in disliked:
-            fb.apply(m, "dislike", None)
-        _, unknown = self.catalog.item_index(liked + disliked)
-        if not self.catalog.item_index(liked)[0].size:
+        fb, unknown, any_known = self._cold_feedback(liked, disliked)
+        if not any_known:
             ans = self._fallback(None, k, fb, strategy)
         else:
             items, scores = self._fold_in_top(strategy, None, fb, True, k)
             ans = self._answer(None, strategy, f"{strategy}_foldin", items[:k], scores[:k])
         ans.unknown_movies = unknown
         return ans
+
+    def knows_any(self, movie_ids: list[int]) -> bool:
+        """Whether a cold start from these liked movies is a fold-in (one of them is known)."""
+        return bool(self.catalog.item_index(movie_ids)[0].size)
+
+    async def cold_async(
+        self, liked: list[int], disliked: list[int], k: int, strategy: str
+    ) -> Answer:
+        """:meth:`cold` with the fold-in row awaited on the event loop (the same answer).
+
+        For liked movies :meth:`knows_any` accepts (else :meth:`cold` takes the fallback
+        chain, whose models are scored where the caller runs).
+        """
+        fb, unknown, any_known = self._cold_feedback(liked, disliked)
+        if not any_known:
+            raise ValueError("no liked movie is known: use cold (the fallback chain)")
+        self.model(strategy)
+        items, scores = await self._fold_in_top_async(strategy, None, fb, True, k)
+        ans = self._answer(None, strategy, f"{strategy}_foldin", items[:k], scores[:k])
+        ans.unknown_movies = unknown
+        return ans
+
+    def _cold_feedback(
+        self, liked: list[int], disliked: list[int]
+    ) -> tuple[UserFeedback, list[int], bool]:
+        """A new user's feedback, the movies the bundle lacks, and whether a liked one is known."""
+        fb = UserFeedback()
+        for m in liked:
+            fb.apply(m, "like", None)
+        for m in disliked:
+            fb.apply(m, "dislike", None)
+        _, unknown = self.catalog.item_index(liked + disliked)
+        return fb, unknown, bool(self.catalog.item_index(liked)[0].size)
 
     def similar(self, movie_id: int, k: int, strategy: str) -> list[Item]:
         """Movies most similar to one movie under a strategy's item similarity."""

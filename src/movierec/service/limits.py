@@ -8,7 +8,8 @@ is refused at once with 503 and ``Retry-After`` instead of piling up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import ParamSpec, TypeVar
 
 import anyio
@@ -37,8 +38,8 @@ class WorkLimiter:
             self._limiter = anyio.CapacityLimiter(self.slots)
         return self._limiter
 
-    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn`` in a worker thread under the limit; 503 + Retry-After when saturated."""
+    def _check(self) -> anyio.CapacityLimiter:
+        """The limiter, or 503 + Retry-After when every slot is busy and the queue is full."""
         lim = self.limiter
         if lim.available_tokens < 1 and lim.statistics().tasks_waiting >= self.queue:
             SATURATED.inc()
@@ -48,4 +49,18 @@ class WorkLimiter:
                 "waiting; retry shortly",
                 headers={"Retry-After": str(self.retry_after_s)},
             )
+        return lim
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` in a worker thread under the limit; 503 + Retry-After when saturated."""
+        lim = self._check()
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=lim)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a slot while the event loop awaits work done elsewhere (the scoring thread).
+
+        The same limit as :meth:`run`: 503 + Retry-After when saturated.
+        """
+        async with self._check():
+            yield

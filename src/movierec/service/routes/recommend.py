@@ -96,6 +96,26 @@ def _serialised(fn: Callable[P, BaseModel]) -> Callable[P, bytes]:
 _recommend_bytes = _serialised(_recommend)
 
 
+async def _answer_bytes(
+    state: ServiceState, engine: Engine, fb: UserFeedback | None, user_id: int, q: RecommendQuery
+) -> bytes:
+    """:func:`_recommend` of a query as JSON bytes, computed where it costs least.
+
+    A row scored afresh (feedback since training) is awaited on the event loop from the
+    scoring thread, under the same work limit, and rendered here (a worker hop per request
+    cost more than the rendering); everything else runs in a worker thread.
+    """
+    name = q.strategy or engine.bundle.default_strategy
+    if not q.explain and engine.scores_afresh(user_id, name, fb):  # (alpha: mixed's only)
+        assert fb is not None
+        async with state.work.slot():
+            ans = await engine.recommend_afresh(user_id, q.k, name, fb, q.exclude_seen)
+        return _out(engine, ans, False).model_dump_json().encode()
+    return await state.work.run(
+        _recommend_bytes, engine, fb, user_id, q.k, q.strategy, q.exclude_seen, q.explain, q.alpha
+    )
+
+
 #: ``user_id`` of ``/recommend/user/{user_id}``, validated like any other id parameter.
 _USER_ID: TypeAdapter[int] = TypeAdapter(IdParam)
 _USER_ID_DOC = "MovieLens user id (ASCII digits, 1 … 2³¹−1)."
@@ -144,7 +164,7 @@ async def recommend_user(request: Request) -> Response:
     # the hottest route resolves state and parameters itself: no dependency solving, no
     # response re-validation
     user_id, q = _user_request(request)
-    k, strategy, exclude_seen, explain, alpha = q.k, q.strategy, q.exclude_seen, q.explain, q.alpha
+    k, strategy, exclude_seen, explain = q.k, q.strategy, q.exclude_seen, q.explain
     state, engine = current(request)
     t0 = time.perf_counter()
     log = state.request_log
@@ -178,14 +198,10 @@ async def recommend_user(request: Request) -> Response:
                 # loop than a hop to a worker thread that competes with it for the GIL
                 body = _recommend_bytes(engine, fb, user_id, k, name, True, True)
             else:
-                body = await state.work.run(
-                    _recommend_bytes, engine, fb, user_id, k, name, True, explain
-                )
+                body = await _answer_bytes(state, engine, fb, user_id, q)
             engine.store_response(key, body)
     else:  # per request; serialised in the worker too (reasons make long answers)
-        body = await state.work.run(
-            _recommend_bytes, engine, fb, user_id, k, strategy, exclude_seen, explain, alpha
-        )
+        body = await _answer_bytes(state, engine, fb, user_id, q)
     if log is not None:
         log.record(user_id, body, engine.version, (time.perf_counter() - t0) * 1000)
     return json_answer(engine, body)
@@ -303,9 +319,13 @@ async def recommend_cold(
     """Cold start: fold-in of a new user from movies they like."""
     provenance(response, engine)
     ids = _parse_ids(liked)
+    name = strategy or engine.bundle.default_strategy
+    if not explain and engine.knows_any(ids):  # the row awaited on the loop (no worker hop)
+        async with state.work.slot():
+            return _out(engine, await engine.cold_async(ids, [], k, name), False)
 
     def run() -> RecommendationOut:
-        ans = engine.cold(ids, [], k, strategy or engine.bundle.default_strategy)
+        ans = engine.cold(ids, [], k, name)
         if explain:
             likes = UserFeedback()
             for m in ids:
@@ -323,7 +343,11 @@ async def recommend_session(
     """A new user's session: fold-in of liked movies; liked and disliked ones are excluded."""
     provenance(response, engine)
     name = body.strategy or engine.bundle.default_strategy
-    ans = await state.work.run(engine.cold, body.liked, body.disliked, body.k, name)
+    if engine.knows_any(body.liked):  # the fold-in row awaited on the loop (no worker hop)
+        async with state.work.slot():
+            ans = await engine.cold_async(body.liked, body.disliked, body.k, name)
+    else:
+        ans = await state.work.run(engine.cold, body.liked, body.disliked, body.k, name)
     return _out(engine, ans, False)
 
 
