@@ -22,13 +22,12 @@ from movierec.lifecycle.bundle import Bundle
 from movierec.models.base import Recommender
 from movierec.models.mf import BiasedMF
 from movierec.models.topk import topk
-from movierec.service.batching import Prepare, RowBatcher
 from movierec.service.cache import ByteLRU
 from movierec.service.catalog import Item, MovieCatalog
 from movierec.service.explain import explain_items
+from movierec.service.fold_in import FoldIn
 from movierec.service.overlay import HistoryOverlay
 from movierec.service.shared_cache import SharedAnswers
-from movierec.types import RecBatch
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +80,9 @@ class Engine:
         self.cache: ByteLRU[Any] = ByteLRU(cache_bytes)
         #: Also keep the top-N of users with feedback, keyed by their whole feedback state.
         self.cache_feedback = cache_feedback
-        #: Per-request scoring of concurrent requests, batched per model.
-        self.batcher = RowBatcher()
+        #: Per-request top-N of histories with feedback (batched, kept per feedback state).
+        self.fold_in = FoldIn(self.model, self.overlay, self.cache, cache_feedback, CACHE_N)
+        self.batcher = self.fold_in.batcher  #: per-request rows, batched per model
         #: Provenance headers, encoded once (set by the renderer on first use).
         self.raw_headers: list[tuple[bytes, bytes]] | None = None
 
@@ -225,7 +225,7 @@ class Engine:
             return self._answer(user_id, strategy, base, items[:k], scores[:k])
         source = base if feedback is None else f"{base}_foldin"
         if strategy != "mixed" and feedback is not None:  # per request: batched with others
-            items, scores = self._fold_in_top(base, user_idx, feedback, exclude_seen, k)
+            items, scores = self.fold_in.top(base, user_idx, feedback, exclude_seen, k)
             return self._answer(user_id, strategy, source, items[:k], scores[:k])
         exclude = self.overlay.exclusions(user_idx, feedback, exclude_seen)
         scores = self.scores_for(base, user_idx, feedback)
@@ -257,73 +257,10 @@ class Engine:
         The same answer: the row joins the same batches; only the waiting differs (no worker
         thread is woken for the request).
         """
-        self.model(strategy)
         u = self.user_index(user_id)
         user_idx = u if u >= 0 else None
-        items, scores = await self._fold_in_top_async(strategy, user_idx, feedback, exclude_seen, k)
+        items, scores = await self.fold_in.top_async(strategy, user_idx, feedback, exclude_seen, k)
         return self._answer(user_id, strategy, f"{strategy}_foldin", items[:k], scores[:k])
-
-    def _fold_in_top(
-        self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` (or more) of a history with feedback: computed once per feedback state.
-
-        The answer depends on the model, the training row, the feedback and ``exclude_seen``
-        only, so the top-N is kept under the feedback's whole state: a later request with
-        the same state is a lookup, and any new event makes a new key (the next answer sees
-        it at once). Unknown users with the same feedback share an entry (their answers are
-        the same). ``k`` above the top-N is computed and not kept.
-        """
-        key, n = self._fold_in_key(strategy, user_idx, fb, exclude_seen, k)
-        hit = self._fold_in_hit(key)
-        if hit is not None:
-            return hit
-        prepare = self._prepare(user_idx, fb, exclude_seen)
-        return self._fold_in_keep(key, self.batcher.top(self.model(strategy), prepare, n))
-
-    async def _fold_in_top_async(
-        self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_fold_in_top` with the row awaited on the event loop."""
-        key, n = self._fold_in_key(strategy, user_idx, fb, exclude_seen, k)
-        hit = self._fold_in_hit(key)
-        if hit is not None:
-            return hit
-        prepare = self._prepare(user_idx, fb, exclude_seen)
-        rb = await self.batcher.top_async(self.model(strategy), prepare, n)
-        return self._fold_in_keep(key, rb)
-
-    def _fold_in_key(
-        self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int
-    ) -> tuple[tuple[Any, ...] | None, int]:
-        """The key of a feedback state's top-N (None: not kept) and how many items to score."""
-        if self.cache_feedback and k <= CACHE_N:
-            return (strategy, user_idx, exclude_seen, fb.state()), CACHE_N
-        return None, k
-
-    def _fold_in_hit(self, key: tuple[Any, ...] | None) -> tuple[np.ndarray, np.ndarray] | None:
-        hit: tuple[np.ndarray, np.ndarray] | None = None if key is None else self.cache.get(key)
-        return hit
-
-    def _fold_in_keep(
-        self, key: tuple[Any, ...] | None, rb: RecBatch
-    ) -> tuple[np.ndarray, np.ndarray]:
-        value = (rb.items[0], rb.scores[0])
-        if key is not None:  # the key's feedback costs about 64 bytes an entry
-            size = value[0].nbytes + value[1].nbytes + 64 * sum(len(p) for p in key[3])
-            self.cache.put(key, value, size)
-        return value
-
-    def _prepare(
-        self, user_idx: int | None, fb: UserFeedback | None, exclude_seen: bool
-    ) -> Prepare:
-        """What the batcher calls to build a user's current row and the items left out."""
-
-        def build() -> tuple[sp.csr_matrix, sp.csr_matrix | None, sp.csr_matrix | None]:
-            values, ts = self.overlay.row(user_idx, fb)
-            return values, ts, self.overlay.exclusions(user_idx, fb, exclude_seen)
-
-        return build
 
     def _answer(
         self,
@@ -385,7 +322,7 @@ class Engine:
         if not any_known:
             ans = self._fallback(None, k, fb, strategy)
         else:
-            items, scores = self._fold_in_top(strategy, None, fb, True, k)
+            items, scores = self.fold_in.top(strategy, None, fb, True, k)
             ans = self._answer(None, strategy, f"{strategy}_foldin", items[:k], scores[:k])
         ans.unknown_movies = unknown
         return ans
@@ -405,8 +342,7 @@ class Engine:
         fb, unknown, any_known = self._cold_feedback(liked, disliked)
         if not any_known:
             raise ValueError("no liked movie is known: use cold (the fallback chain)")
-        self.model(strategy)
-        items, scores = await self._fold_in_top_async(strategy, None, fb, True, k)
+        items, scores = await self.fold_in.top_async(strategy, None, fb, True, k)
         ans = self._answer(None, strategy, f"{strategy}_foldin", items[:k], scores[:k])
         ans.unknown_movies = unknown
         return ans
