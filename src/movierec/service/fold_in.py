@@ -57,32 +57,32 @@ class FoldIn:
         self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int
     ) -> Top:
         """Top ``k`` (or more) of the user's current history; the caller's thread waits."""
-        key, n = self._key(strategy, user_idx, fb, exclude_seen, k)
-        hit = self._hit(key)
+        hit, key, n, prepare = self._ask(strategy, user_idx, fb, exclude_seen, k)
         if hit is not None:
             return hit
-        prepare = self._prepare(user_idx, fb, exclude_seen)
         return self._keep(key, self.batcher.top(self.model(strategy), prepare, n))
 
     async def top_async(
         self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int
     ) -> Top:
         """:meth:`top` awaited on the running event loop (no worker thread waits for it)."""
-        key, n = self._key(strategy, user_idx, fb, exclude_seen, k)
-        hit = self._hit(key)
+        hit, key, n, prepare = self._ask(strategy, user_idx, fb, exclude_seen, k)
         if hit is not None:
             return hit
-        prepare = self._prepare(user_idx, fb, exclude_seen)
-        rb = await self.batcher.top_async(self.model(strategy), prepare, n)
-        return self._keep(key, rb)
+        return self._keep(key, await self.batcher.top_async(self.model(strategy), prepare, n))
 
-    def _key(
+    def _ask(
         self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int
-    ) -> tuple[tuple[Any, ...] | None, int]:
-        """The key of a feedback state's top-N (None: not kept) and how many items to score."""
+    ) -> tuple[Top | None, tuple[Any, ...] | None, int, Prepare]:
+        """What a request needs: its kept answer or None, and how to compute and keep one.
+
+        Returns ``(kept answer, key to keep it under (None: not kept), items to score, what
+        builds the row)``.
+        """
+        key, n = None, k
         if self.keep and k <= self.n:
-            return (strategy, user_idx, exclude_seen, fb.state()), self.n
-        return None, k
+            key, n = (strategy, user_idx, exclude_seen, fb.state()), self.n
+        return self._hit(key), key, n, self._prepare(user_idx, fb, exclude_seen)
 
     def _hit(self, key: tuple[Any, ...] | None) -> Top | None:
         hit: Top | None = None if key is None else self.cache.get(key)
