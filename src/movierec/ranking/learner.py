@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,11 @@ import lightgbm as lgb
 import numpy as np
 
 from movierec.ranking.config import RankedConfig
+
+#: LightGBM's C API on a booster: no ``model_to_string`` (the background compilation) while
+#: another thread predicts with it (the background warm, a request) - the pair aborted the
+#: process once. Held only around LightGBM's own calls, i.e. until the trees are compiled.
+LIGHTGBM_LOCK = threading.Lock()
 
 
 @dataclass
@@ -27,7 +33,8 @@ class Learned:
         if compiled is not None:
             pred = compiled.predict(np.ascontiguousarray(feats, dtype=np.float64), n_jobs=1)
         elif self.booster is not None:
-            pred = self.booster.predict(feats, num_threads=1)
+            with LIGHTGBM_LOCK:
+                pred = self.booster.predict(feats, num_threads=1)
         elif self.classifier is not None and self.classifier_columns is not None:
             pred = self.classifier.predict_proba(feats[:, self.classifier_columns])[:, 1]
         else:
