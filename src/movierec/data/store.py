@@ -290,7 +290,16 @@ class SqlStore(Store):
             sa.Column("rows", sa.BigInteger),
             sa.Column("at", sa.Float),
         )
-        self.meta.create_all(self.engine)
+        for attempt in range(3):
+            try:
+                self.meta.create_all(self.engine)
+                break
+            except sa.exc.DBAPIError:
+                # two processes opening a fresh database (the stack's services) both found a
+                # table missing and both created it; the loser's next look finds it made
+                if attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def drop_all(self) -> None:
         """Drop every movierec table (tests)."""
