@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,3 +57,20 @@ def add_missing_column(engine: sa.Engine, table: sa.Table, column: str) -> None:
                     f'ON {table.name} ("{column}")'
                 )
             )
+
+
+def create_tables(meta: sa.MetaData, engine: sa.Engine, attempts: int = 3) -> None:
+    """Create the tables of ``meta`` that are missing, also when another process does too.
+
+    Two processes opening a fresh database (the stack's services) can both find a table
+    missing and both create it; the loser's error is retried, and its next look finds the
+    table made.
+    """
+    for attempt in range(attempts):
+        try:
+            meta.create_all(engine)
+            return
+        except sa.exc.DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))

@@ -29,6 +29,7 @@ from movierec.data.dedup import dedup_order
 from movierec.data.events import REQUESTS_SCHEMA, WATCHES_SCHEMA
 from movierec.data.keys import key_codes, strictly_increasing_pairs
 from movierec.data.schema import CANONICAL
+from movierec.data.sqlutil import create_tables
 from movierec.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -290,16 +291,7 @@ class SqlStore(Store):
             sa.Column("rows", sa.BigInteger),
             sa.Column("at", sa.Float),
         )
-        for attempt in range(3):
-            try:
-                self.meta.create_all(self.engine)
-                break
-            except sa.exc.DBAPIError:
-                # two processes opening a fresh database (the stack's services) both found a
-                # table missing and both created it; the loser's next look finds it made
-                if attempt == 2:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        create_tables(self.meta, self.engine)
 
     def drop_all(self) -> None:
         """Drop every movierec table (tests)."""
