@@ -61,12 +61,10 @@ class _Job:
     exclude: sp.csr_matrix | None = None
     result: Any = None
     error: BaseException | None = None
-    done: bool = False
     #: Set when the job is done (a caller in a thread waits on it).
     wake: threading.Event | None = None
     #: Resolved on its loop when the job is done (a caller on an event loop awaits it).
     future: asyncio.Future[Any] | None = None
-    loop: asyncio.AbstractEventLoop | None = None
 
     def get(self) -> Any:
         if self.error is not None:
@@ -147,11 +145,9 @@ class RowBatcher:
 
         A cancelled request's row is skipped if its batch has not started yet.
         """
-        loop = asyncio.get_running_loop()
-        job = _Job(model, prepare, k, future=loop.create_future(), loop=loop)
-        self._put(job)
-        assert job.future is not None
-        top: RecBatch = await job.future
+        future = asyncio.get_running_loop().create_future()
+        self._put(_Job(model, prepare, k, future=future))
+        top: RecBatch = await future
         return top
 
     def _wait(self, job: _Job) -> Any:
@@ -213,11 +209,10 @@ class RowBatcher:
     def _deliver(batch: list[_Job]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         for j in batch:
-            j.done = True
             if j.wake is not None:
                 j.wake.set()
-            elif j.loop is not None:
-                by_loop.setdefault(j.loop, []).append(j)
+            elif j.future is not None:
+                by_loop.setdefault(j.future.get_loop(), []).append(j)
         for loop, jobs in by_loop.items():  # one wake-up of each loop per batch
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, jobs)
