@@ -93,6 +93,13 @@ class Settings(BaseSettings):
         description="Per-request answers (scoring) in progress at once per worker; concurrent "
         "rows of one model are scored as one batch.",
     )
+    scoring_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Threads scoring per-request rows per worker, each one batch at a time "
+        "(most of a batch runs in compiled code that releases the interpreter lock).",
+    )
     batch_slots: int = Field(
         default=2, ge=1, description="`POST /recommend/batch` requests computed at once per worker."
     )

@@ -52,15 +52,23 @@ def _gate(monkeypatch: pytest.MonkeyPatch, model: Any) -> tuple[threading.Event,
     return entered, release
 
 
+def _held(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, strategy: str, n: int, threads: int
+) -> tuple[Any, list[Any], list[Any], RowBatcher, threading.Event, threading.Event]:
+    """(model, n rows, their answers alone, a batcher, the gate's entered and release)."""
+    model = engine.model(strategy)
+    rows = _rows(engine, n)
+    alone = [model.recommend_history(v, 10, timestamps=t) for v, t, _ in rows]
+    entered, release = _gate(monkeypatch, model)
+    return model, rows, alone, RowBatcher(threads=threads), entered, release
+
+
 @pytest.mark.parametrize("strategy", ["ranked", "ease", "als"])
 def test_rows_that_arrive_together_are_scored_as_one_batch_with_the_same_answers(
     engine: Engine, strategy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = engine.model(strategy)
-    rows = _rows(engine, 7)
-    alone = [model.recommend_history(v, 10, timestamps=t) for v, t, _ in rows]
-    batcher = RowBatcher()
-    entered, release = _gate(monkeypatch, model)
+    # one thread: the batches composition is known
+    model, rows, alone, batcher, entered, release = _held(engine, monkeypatch, strategy, 7, 1)
     results: dict[int, Any] = {}
 
     def ask(i: int) -> None:
@@ -85,6 +93,35 @@ def test_rows_that_arrive_together_are_scored_as_one_batch_with_the_same_answers
         np.testing.assert_allclose(rb.scores[0], alone[i].scores[0][:k], rtol=1e-6)
 
 
+def test_a_second_thread_scores_while_the_first_batch_runs(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # two threads
+    model, rows, alone, batcher, entered, release = _held(engine, monkeypatch, "ranked", 5, 2)
+    results: dict[int, Any] = {}
+
+    def ask(i: int) -> None:
+        v, t, ex = rows[i]
+        results[i] = batcher.top(model, lambda: (v, t, ex), 10)
+
+    first = threading.Thread(target=ask, args=(0,))
+    first.start()
+    assert entered.wait(30)  # the first thread holds row 0: the other rows go to a second
+    others = [threading.Thread(target=ask, args=(i,)) for i in range(1, 5)]
+    for t in others:
+        t.start()
+    for t in others:
+        t.join(60)
+    assert sorted(results) == [1, 2, 3, 4] and batcher.rows == 4  # answered while 0 is held
+    assert batcher._live == 2
+    release.set()
+    first.join(60)
+    assert batcher.rows == 5
+    for i, rb in results.items():
+        np.testing.assert_array_equal(rb.items[0], alone[i].items[0])
+        np.testing.assert_allclose(rb.scores[0], alone[i].scores[0], rtol=1e-6)
+
+
 def test_one_bad_row_fails_only_its_own_request(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -98,7 +135,7 @@ def test_one_bad_row_fails_only_its_own_request(
     )
     with pytest.raises(ValueError, match="columns"):  # refused: a row of the wrong width
         RowBatcher().score(model, sp.csr_matrix((1, values.shape[1] + 1)), None)
-    batcher = RowBatcher()
+    batcher = RowBatcher(threads=1)  # one thread: the batches' composition is known
     entered, release = _gate(monkeypatch, model)
     results: dict[int, Any] = {}
 
@@ -157,11 +194,8 @@ def test_concurrent_fold_in_answers_equal_sequential_ones(engine: Engine) -> Non
 def test_rows_awaited_on_an_event_loop_join_the_batches_with_the_same_answers(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = engine.model("ranked")
-    rows = _rows(engine, 7)
-    alone = [model.recommend_history(v, 10, timestamps=t) for v, t, _ in rows]
-    batcher = RowBatcher()
-    entered, release = _gate(monkeypatch, model)
+    # one thread: the batches composition is known
+    model, rows, alone, batcher, entered, release = _held(engine, monkeypatch, "ranked", 7, 1)
     first: dict[str, Any] = {}
     holder = threading.Thread(
         target=lambda: first.setdefault("rb", batcher.top(model, lambda: rows[0], 10))
@@ -195,7 +229,7 @@ def test_a_cancelled_request_row_is_not_scored(
 ) -> None:
     model = engine.model("ease")
     rows = _rows(engine, 2)
-    batcher = RowBatcher()
+    batcher = RowBatcher(threads=1)  # one thread: the batches' composition is known
     entered, release = _gate(monkeypatch, model)
     holder = threading.Thread(target=lambda: batcher.top(model, lambda: rows[0], 10))
     holder.start()

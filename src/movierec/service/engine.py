@@ -31,7 +31,7 @@ from movierec.service.shared_cache import SharedAnswers
 
 logger = logging.getLogger(__name__)
 
-CACHE_N = 100
+CACHE_N = 100  #: items of a kept top-N
 #: First element of the key of a serialized answer of a feedback state (no strategy's name).
 FEEDBACK_KEY = "+feedback"
 
@@ -61,6 +61,7 @@ class Engine:
         fallback_chain: tuple[str, ...] = ("popularity",),
         cache_bytes: int = 256 * 1024 * 1024,
         cache_feedback: bool = True,
+        threads: int = 2,
     ) -> None:
         self.bundle = bundle
         self.version = bundle.version
@@ -80,11 +81,11 @@ class Engine:
         self.cache: ByteLRU[Any] = ByteLRU(cache_bytes)
         #: Also keep the top-N of users with feedback, keyed by their whole feedback state.
         self.cache_feedback = cache_feedback
-        #: Per-request top-N of histories with feedback (batched, kept per feedback state).
-        self.fold_in = FoldIn(self.model, self.overlay, self.cache, cache_feedback, CACHE_N)
+        self.fold_in = FoldIn(  # per-request top-N: rows batched, kept per feedback state
+            self.model, self.overlay, self.cache, cache_feedback, CACHE_N, threads
+        )
         self.batcher = self.fold_in.batcher  #: per-request rows, batched per model
-        #: Provenance headers, encoded once (set by the renderer on first use).
-        self.raw_headers: list[tuple[bytes, bytes]] | None = None
+        self.raw_headers: list[tuple[bytes, bytes]] | None = None  #: provenance, by the renderer
 
     # ------------------------------------------------------------------ helpers
     def model(self, strategy: str) -> Recommender:

@@ -81,6 +81,7 @@ class VersionEngines:
                     tuple(s.fallback_chain),
                     s.answer_cache_bytes // 4,
                     s.cache_feedback_answers,
+                    s.scoring_threads,
                 )
                 if len(self._engines) >= self.keep:
                     self._engines.pop(next(iter(self._engines))).release()

@@ -45,13 +45,14 @@ class FoldIn:
         cache: ByteLRU[Any],
         keep: bool,
         n: int,
+        threads: int = 2,
     ) -> None:
         self.model = model
         self.overlay = overlay
         self.cache = cache
         self.keep = keep
         self.n = n
-        self.batcher = RowBatcher()
+        self.batcher = RowBatcher(threads=threads)
 
     def top(
         self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int

@@ -135,6 +135,7 @@ class ServiceState:
                 tuple(self.settings.fallback_chain),
                 self.settings.answer_cache_bytes,
                 self.settings.cache_feedback_answers,
+                self.settings.scoring_threads,
             )
             engine.shared = self.shared
             old, self.engine = self.engine, engine  # the swap: readers see old or new, not a mix
