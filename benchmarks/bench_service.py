@@ -9,7 +9,11 @@ with a fixed concurrency sends requests for a fixed time (cycling through known 
 
 Cached answers (a known user's top-N is computed once per bundle) are what the load test
 measures; the per-request compute path is measured separately: sequential cold-start
-requests (``/recommend_cold``, never cached) for the strategy and for EASE in the same run.
+requests (``/recommend_cold``, never cached) for the strategy and for EASE in the same run,
+and the per-request rows (fold-in, explain, cold start) under wrk at the same concurrency,
+alternating ``--repeats`` rounds (medians), each with the server's CPU milliseconds a request
+and a single request's latency (wrk with one connection: a C client, so the latency is the
+server's; the bare endpoint's is measured the same way beside the cached runs).
 """
 
 from __future__ import annotations
@@ -224,6 +228,29 @@ def _sequential(
     }
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _timed_wrk(pid: int, url: str, paths: list[str], seconds: float, conns: int) -> dict[str, Any]:
+    """:func:`_wrk_paths`, plus the server's CPU milliseconds a request during the run."""
+    cpu0 = _cpu_s(pid)
+    r = _wrk_paths(url, paths, seconds, conns)
+    r["server_cpu_ms_per_request"] = (_cpu_s(pid) - cpu0) * 1000 / max(1, r["requests"])
+    return r
+
+
+def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the runs' numbers, with the runs themselves."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, int | float) and k != "errors"]
+    out: dict[str, Any] = {k: float(np.median([r[k] for r in runs])) for k in keys}
+    out["errors"] = int(sum(r.get("errors", 0) for r in runs))
+    out["runs"] = runs
+    return out
+
+
 def _rss_mb(pid: int) -> float:
     """Resident set size of a process (MB), summed over its children (uvicorn workers)."""
     total = 0.0
@@ -255,6 +282,9 @@ def _per_request_rows(
     /recommend/batch`` of 1,000 users. Plus the server's RSS after all of it. Each scored
     afresh (``MOVIEREC_CACHE_FEEDBACK_ANSWERS=false``); fold_in_repeated: the fold-in
     requests again with the default, each feedback state's answer kept until its next event.
+    The loaded rows alternate for ``a.repeats`` rounds (medians); ``single`` is wrk with one
+    connection over the first 100 paths of each row, except the first explanation of users
+    (each asked once: sequential httpx requests, against the same users' plain answers).
     """
     import tempfile
 
@@ -295,14 +325,22 @@ def _per_request_rows(
                 for _ in range(200)
             ],
         }
-        for name, paths in rows.items():
+        for paths in rows.values():
             _wrk_paths(url, paths[:20], 2, a.concurrency)  # warm-up
-            r = _wrk_paths(url, paths, a.seconds, a.concurrency)
-            r["ratio_to_bare"] = r["rps"] / bare_rps
-            out[name] = r
+        # the rows alternate, ``repeats`` rounds (medians): machine noise hits each of them
+        loaded: dict[str, list[dict[str, Any]]] = {name: [] for name in rows}
+        alone: dict[str, list[dict[str, Any]]] = {name: [] for name in rows}
+        for _ in range(a.repeats):
+            for name, paths in rows.items():
+                loaded[name].append(_timed_wrk(proc.pid, url, paths, a.seconds, a.concurrency))
+                # one connection (wrk, C): a single request's own latency, no queueing
+                alone[name].append(_timed_wrk(proc.pid, url, paths[:100], 3, 1))
+        for name in rows:
+            out[name] = _median_of(loaded[name])
+            out[name]["ratio_to_bare"] = out[name]["rps"] / bare_rps
         # single requests, one at a time: what explain adds to the same request, and the
         # per-request paths' own latency (no queueing behind other connections)
-        single = {name: _sequential(url, rows[name][:100]) for name in rows}
+        single: dict[str, Any] = {name: _median_of(alone[name]) for name in rows}
         single["explain_added_ms"] = {
             "p50_ms": single["explain"]["p50_ms"] - single["explain_off_same_users"]["p50_ms"]
         }
@@ -349,7 +387,7 @@ def _per_request_rows(
         r = _wrk_paths(url, rows["fold_in"], a.seconds, a.concurrency)
         r["ratio_to_bare"] = r["rps"] / bare_rps
         out["fold_in_repeated"] = r
-        out["single"]["fold_in_repeated"] = _sequential(url, rows["fold_in"][:100])
+        out["single"]["fold_in_repeated"] = _wrk_paths(url, rows["fold_in"][:100], 3, 1)
     finally:
         proc.terminate()
         proc.wait(20)
@@ -441,6 +479,9 @@ def main() -> None:
                 asyncio.run(_load(url, users, 2.0, a.concurrency, a.k, q))  # warm-up
                 if a.client == "wrk":
                     runs[name].append(_wrk(url, users, a.seconds, a.concurrency, a.k, q))
+                    alone = _wrk(url, users, 3, 1, a.k, q)  # one connection: a lone request
+                    runs[name][-1]["single_p50_ms"] = alone["p50_ms"]
+                    runs[name][-1]["single_p99_ms"] = alone["p99_ms"]
                 else:
                     runs[name].append(
                         asyncio.run(_load(url, users, a.seconds, a.concurrency, a.k, q))
@@ -453,6 +494,7 @@ def main() -> None:
             "rps": float(np.median([r["rps"] for r in rs])),
             "p50_ms": float(np.median([r["p50_ms"] for r in rs])),
             "p99_ms": float(np.median([r["p99_ms"] for r in rs])),
+            "single_p50_ms": float(np.median([r.get("single_p50_ms", np.nan) for r in rs])),
             "errors": int(sum(r["errors"] for r in rs)),
             "runs": rs,
         }
