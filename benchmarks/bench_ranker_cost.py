@@ -25,6 +25,7 @@ import gc
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -59,7 +60,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def _parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {}
-    for part in text.split(","):
+    for part in re.split(r",(?=\s*\w+=)", text):  # a JSON value may hold commas
         key, _, value = part.partition("=")
         params[key.strip()] = json.loads(value) if value else None
     return text, params
