@@ -401,7 +401,9 @@ def _per_request_rows(
     return out
 
 
-def _prepare(catalog: str, home: Path, strategy: str | None) -> tuple[list[int], str]:
+def _prepare(
+    catalog: str, home: Path, strategy: str | None, params: dict[str, Any] | None = None
+) -> tuple[list[int], str]:
     from movierec.lifecycle.bundle import current_version, load_bundle
     from movierec.lifecycle.train import train_and_publish
     from movierec.settings import Settings
@@ -415,6 +417,7 @@ def _prepare(catalog: str, home: Path, strategy: str | None) -> tuple[list[int],
                 "ml-latest-small",
                 "ease",
                 strategies=("popularity", "ease", "ranked"),
+                params=params,
                 data_dir=data_dir,
                 evaluate=False,
             )
@@ -460,9 +463,19 @@ def main() -> None:
         default="wrk" if shutil.which("wrk") else "httpx",
         help="Load generator (wrk: apt-get install wrk; httpx: pure Python, takes more CPU)",
     )
+    parser.add_argument(
+        "--params",
+        default=None,
+        help="Config overrides as JSON for the small catalog's bundle, as `movierec train "
+        "--params` (a bundle of its own: give --home too)",
+    )
+    parser.add_argument(
+        "--home", type=Path, default=None, help="Bench home (default .movierec/bench/service-*)"
+    )
     a = parser.parse_args()
-    home = Path(".movierec/bench") / f"service-{a.catalog}"
-    users, strategy = _prepare(a.catalog, home, a.strategy)
+    home = a.home or Path(".movierec/bench") / f"service-{a.catalog}"
+    params = json.loads(a.params) if a.params else None
+    users, strategy = _prepare(a.catalog, home, a.strategy, params)
     for stale in home.glob("feedback.db*"):  # feedback makes users per-request: not cached
         stale.unlink()
     query = "" if a.strategy is None else f"&strategy={strategy}"
@@ -520,6 +533,7 @@ def main() -> None:
         "benchmark": "service_recommend_user",
         "catalog": a.catalog,
         "strategy": strategy,
+        "params": params,
         "items": None,
         "users": len(users),
         "k": a.k,
