@@ -113,6 +113,7 @@ def test_the_route_serves_a_feedback_states_answer_as_bytes_until_the_next_event
 ) -> None:
     with _service(home) as client:
         state = client.app.state.movierec  # type: ignore[attr-defined]
+        assert state.engine.batcher.threads == Settings().scoring_threads == 2
         user = int(state.engine.bundle.users.ids[2])
         movies = [int(m) for m in state.engine.bundle.items.ids[:50]]
         like = {"user_id": user, "movie_id": movies[7], "signal": "like"}
@@ -137,8 +138,9 @@ def test_the_route_serves_a_feedback_states_answer_as_bytes_until_the_next_event
 
 
 def test_the_setting_off_scores_every_request(home: Path) -> None:
-    with _service(home, cache_feedback_answers=False) as client:
+    with _service(home, cache_feedback_answers=False, scoring_threads=1) as client:
         state = client.app.state.movierec  # type: ignore[attr-defined]
+        assert state.engine.batcher.threads == 1  # the setting reaches the batcher
         user = int(state.engine.bundle.users.ids[4])
         movie = int(state.engine.bundle.items.ids[3])
         like = {"user_id": user, "movie_id": movie, "signal": "like"}
