@@ -67,7 +67,7 @@ def _held(
 def test_rows_that_arrive_together_are_scored_as_one_batch_with_the_same_answers(
     engine: Engine, strategy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # one thread: the batches composition is known
+    # one thread: the batches' composition is known
     model, rows, alone, batcher, entered, release = _held(engine, monkeypatch, strategy, 7, 1)
     results: dict[int, Any] = {}
 
@@ -194,7 +194,7 @@ def test_concurrent_fold_in_answers_equal_sequential_ones(engine: Engine) -> Non
 def test_rows_awaited_on_an_event_loop_join_the_batches_with_the_same_answers(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # one thread: the batches composition is known
+    # one thread: the batches' composition is known
     model, rows, alone, batcher, entered, release = _held(engine, monkeypatch, "ranked", 7, 1)
     first: dict[str, Any] = {}
     holder = threading.Thread(

@@ -10,8 +10,8 @@ one :meth:`Recommender.score_rows` call. A row queued while every scoring thread
 starts another, up to ``threads`` (the ``scoring_threads`` setting, 2 by default): most of a
 batch runs in compiled code that releases the interpreter lock (sources' products, the
 top-k, features, the compiled trees), so two batches overlap on two cores. On ml-latest-small
-with ``ranked`` (``benchmarks/bench_service.py``), the second thread took users with fresh
-feedback from about 510 to 600 requests a second at 8 connections. There is no waiting
+with ``ranked`` (one worker, wrk at 8 connections, medians of five alternating rounds), the
+second thread took users with fresh feedback from 444 to 571 requests a second. There is no waiting
 window: a lone request is scored at once, and batches form only while earlier batches are
 being scored, so batching never adds latency to a quiet server.
 

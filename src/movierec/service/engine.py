@@ -22,6 +22,7 @@ from movierec.lifecycle.bundle import Bundle
 from movierec.models.base import Recommender
 from movierec.models.mf import BiasedMF
 from movierec.models.topk import topk
+from movierec.service.batching import THREADS
 from movierec.service.cache import ByteLRU
 from movierec.service.catalog import Item, MovieCatalog
 from movierec.service.explain import explain_items
@@ -61,7 +62,7 @@ class Engine:
         fallback_chain: tuple[str, ...] = ("popularity",),
         cache_bytes: int = 256 * 1024 * 1024,
         cache_feedback: bool = True,
-        threads: int = 2,
+        threads: int = THREADS,
     ) -> None:
         self.bundle = bundle
         self.version = bundle.version
@@ -353,12 +354,11 @@ class Engine:
     ) -> tuple[UserFeedback, list[int], bool]:
         """A new user's feedback, the movies the bundle lacks, and whether a liked one is known."""
         fb = UserFeedback()
-        for m in liked:
-            fb.apply(m, "like", None)
-        for m in disliked:
-            fb.apply(m, "dislike", None)
-        _, unknown = self.catalog.item_index(liked + disliked)
-        return fb, unknown, bool(self.catalog.item_index(liked)[0].size)
+        for signal, movies in (("like", liked), ("dislike", disliked)):
+            for m in movies:
+                fb.apply(m, signal, None)
+        known, unknown = self.catalog.item_index(liked)
+        return fb, unknown + self.catalog.item_index(disliked)[1], bool(known.size)
 
     def similar(self, movie_id: int, k: int, strategy: str) -> list[Item]:
         """Movies most similar to one movie under a strategy's item similarity."""

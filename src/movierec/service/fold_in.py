@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from movierec.data.user_feedback import UserFeedback
 from movierec.models.base import Recommender
-from movierec.service.batching import Prepare, RowBatcher
+from movierec.service.batching import THREADS, Prepare, RowBatcher
 from movierec.service.cache import ByteLRU
 from movierec.service.overlay import HistoryOverlay
 from movierec.types import RecBatch
@@ -45,7 +45,7 @@ class FoldIn:
         cache: ByteLRU[Any],
         keep: bool,
         n: int,
-        threads: int = 2,
+        threads: int = THREADS,
     ) -> None:
         self.model = model
         self.overlay = overlay
