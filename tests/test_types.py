@@ -157,3 +157,37 @@ def test_csr_product_equals_scipys_to_the_bit_with_tiny_weights(
     nan = np.isnan(want)
     np.testing.assert_array_equal(np.isnan(got), nan)
     np.testing.assert_array_equal(got.view(np.uint32)[~nan], want.view(np.uint32)[~nan])
+
+
+def test_zero_weights_of_a_finite_matrix_are_skipped_with_scipys_answer() -> None:
+    """A history whose old events weigh 0 (recency) gives SciPy's product to the bit, and the
+    zero rows are not read: a matrix whose skipped rows hold NaN answers as if they held 1."""
+    rng = np.random.default_rng(3)
+    m = sp.random(40, 30, density=0.4, random_state=4, format="csr", dtype=np.float32)
+    m.data = (m.data - 0.5).astype(np.float32)  # negative products too (±0 sums)
+    data = np.where(rng.random(25) < 0.5, 0.0, rng.random(25)).astype(np.float32)
+    x = sp.csr_matrix(
+        (data, np.sort(rng.choice(40, 25, replace=False)), np.array([0, 25])), shape=(1, 40)
+    )
+    got = mt.csr_product_dense(x, m)
+    want = (x @ m).toarray()
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert not np.signbit(got[got == 0]).any()  # a sum that starts at +0 stays +0
+    # the same matrix with NaN in it is not finite: zero weights are multiplied (0 · NaN)
+    m.data = m.data.copy()
+    m.data[m.indptr[x.indices[data == 0][0]]] = np.nan
+    with np.errstate(all="ignore"):
+        want_nan = (x @ m).toarray()
+    np.testing.assert_array_equal(np.isnan(mt.csr_product_dense(x, m)), np.isnan(want_nan))
+
+
+def test_finite_values_are_worked_out_once_per_array() -> None:
+    a = np.ones(10, np.float32)
+    assert mt.finite_values(a)
+    b = a.copy()
+    b[3] = np.inf
+    assert not mt.finite_values(b)
+    key = id(b)
+    del b  # freed: its entry goes, so a new array under the same id is checked afresh
+    assert key not in mt._FINITE
+    assert mt.finite_values(a)

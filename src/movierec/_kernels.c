@@ -280,7 +280,10 @@ done:
  * events make whole rows of them. The products of a weight below 2^-64 are taken exactly in
  * double (24 x 24 bits) and rounded to float by round_product, which builds a subnormal
  * result's bits with integer arithmetic; each sum gets the same addends in the same order.
- * (Sums are adds, which take subnormals at full speed.) */
+ * (Sums are adds, which take subnormals at full speed.)
+ * skip_zero (the caller knows m holds no inf or NaN): a zero weight's products are +-0, and
+ * adding +-0 changes no sum (a sum starts at +0 and is never -0 after), so its row of m is
+ * not read: the old events of a long history have recency weight 0. */
 static inline float round_product(double p) {
     double a = fabs(p);
     if (!(a < FLT_MIN)) return (float)p; /* normal (or 0 ... inf, NaN): the FPU rounds */
@@ -296,12 +299,14 @@ static inline float round_product(double p) {
 #define TINY_F64(w) 0
 #define CSR_PRODUCT(NAME, I, T, TINY)                                                        \
     static void NAME(Py_ssize_t n_q, Py_ssize_t n_out, const I *xp, const I *xi,             \
-                     const T *xd, const I *mp, const I *mi, const T *md, T *out) {           \
+                     const T *xd, const I *mp, const I *mi, const T *md, T *out,             \
+                     int skip_zero) {                                                        \
         for (Py_ssize_t q = 0; q < n_q; q++) {                                               \
             T *o = out + q * n_out;                                                          \
             for (I a = xp[q]; a < xp[q + 1]; a++) {                                          \
                 const I j = xi[a];                                                           \
                 const T w = xd[a];                                                           \
+                if (skip_zero && w == 0) continue;                                           \
                 if (TINY(w)) {                                                               \
                     const double wd = (double)w;                                             \
                     for (I b = mp[j]; b < mp[j + 1]; b++)                                \
@@ -321,9 +326,9 @@ CSR_PRODUCT(product_i64_f64, int64_t, double, TINY_F64)
 static PyObject *csr_product(PyObject *self, PyObject *args) {
     Py_buffer xp, xi, xd, mp, mi, md, out;
     Py_ssize_t n_q, n_out;
-    int wide, dbl;
-    if (!PyArg_ParseTuple(args, "nny*y*y*y*y*y*w*pp", &n_q, &n_out, &xp, &xi, &xd, &mp, &mi,
-                          &md, &out, &wide, &dbl))
+    int wide, dbl, skip_zero;
+    if (!PyArg_ParseTuple(args, "nny*y*y*y*y*y*w*ppp", &n_q, &n_out, &xp, &xi, &xd, &mp, &mi,
+                          &md, &out, &wide, &dbl, &skip_zero))
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t isz = wide ? 8 : 4, vsz = dbl ? 8 : 4;
@@ -335,13 +340,17 @@ static PyObject *csr_product(PyObject *self, PyObject *args) {
     }
     Py_BEGIN_ALLOW_THREADS;
     if (wide && dbl)
-        product_i64_f64(n_q, n_out, xp.buf, xi.buf, xd.buf, mp.buf, mi.buf, md.buf, out.buf);
+        product_i64_f64(n_q, n_out, xp.buf, xi.buf, xd.buf, mp.buf, mi.buf, md.buf, out.buf,
+                        skip_zero);
     else if (wide)
-        product_i64_f32(n_q, n_out, xp.buf, xi.buf, xd.buf, mp.buf, mi.buf, md.buf, out.buf);
+        product_i64_f32(n_q, n_out, xp.buf, xi.buf, xd.buf, mp.buf, mi.buf, md.buf, out.buf,
+                        skip_zero);
     else if (dbl)
-        product_i32_f64(n_q, n_out, xp.buf, xi.buf, xd.buf, mp.buf, mi.buf, md.buf, out.buf);
+        product_i32_f64(n_q, n_out, xp.buf, xi.buf, xd.buf, mp.buf, mi.buf, md.buf, out.buf,
+                        skip_zero);
     else
-        product_i32_f32(n_q, n_out, xp.buf, xi.buf, xd.buf, mp.buf, mi.buf, md.buf, out.buf);
+        product_i32_f32(n_q, n_out, xp.buf, xi.buf, xd.buf, mp.buf, mi.buf, md.buf, out.buf,
+                        skip_zero);
     Py_END_ALLOW_THREADS;
     result = Py_None;
     Py_INCREF(result);

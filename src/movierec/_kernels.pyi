@@ -17,9 +17,13 @@ def csr_product(
     out: Any,
     wide: bool,
     dbl: bool,
+    skip_zero: bool,
     /,
 ) -> None:
-    """``out += x @ m`` for two CSR matrices given by their arrays (dense, zeroed ``out``)."""
+    """``out += x @ m`` for two CSR matrices given by their arrays (dense, zeroed ``out``).
+
+    ``skip_zero``: ``m`` holds no inf or NaN, so the zero entries of ``x`` are skipped.
+    """
 
 def count_le(item_start: Any, times: Any, items: Any, t: Any, out: Any, /) -> None:
     """Per (item, time): position after the item's last logged event at or before the time."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,6 +131,10 @@ def csr_product_dense(
     SciPy's order and precision, so the two agree to the bit; a row's result never depends
     on the other rows of a batch. SciPy builds a sparse result first: several times slower
     for the few rows of a request (165 history items × 100 neighbours = 16,500 products).
+    When every value of ``m`` is finite (:func:`finite_values`, checked once per array), the
+    zero entries of ``x`` are skipped: their products are ±0 and change no sum. Recency
+    weights make them common: with a half-life of one event, every event after the latest
+    ~150 weighs 0 (half the entries of the benchmark's users with fresh feedback).
     """
     n_q, n_out = x.shape[0], m.shape[1]
     if x.shape[1] != m.shape[0]:
@@ -154,8 +159,37 @@ def csr_product_dense(
             out,
             wide,
             dbl,
+            finite_values(m.data),
         )
     return out if out.dtype == dtype else out.astype(dtype)
+
+
+#: Whether an array's values are all finite, by ``id`` while the array lives.
+_FINITE: dict[int, tuple[weakref.ref[np.ndarray], bool]] = {}
+
+
+def finite_values(a: np.ndarray) -> bool:
+    """Whether every value of ``a`` is finite; worked out once per array object.
+
+    For the arrays of models' matrices, which are never changed in place once scored with:
+    the answer is kept until the array is freed. An array that cannot be weakly referenced
+    (a view of a scalar, say) is checked every call.
+    """
+    key = id(a)
+    hit = _FINITE.get(key)
+    if hit is not None and hit[0]() is a:
+        return hit[1]
+    finite = bool(np.isfinite(a).all())
+
+    def forget(_: weakref.ref[np.ndarray]) -> None:
+        _FINITE.pop(key, None)
+
+    try:
+        ref = weakref.ref(a, forget)
+    except TypeError:
+        return finite
+    _FINITE[key] = (ref, finite)
+    return finite
 
 
 def time_ranks(timestamps: sp.csr_matrix, *, dense: bool) -> np.ndarray:

@@ -127,3 +127,17 @@ def test_weightings_never_modify_their_input() -> None:
     w.threshold(x, 2.5)
     w.bm25(x)
     assert (x != X).nnz == 0 and x.nnz == X.nnz
+
+
+def test_recency_weights_capped_equal_the_plain_power_to_the_bit() -> None:
+    """Capping the exponent at 150 halvings (where float32 rounds to 0) changes no weight."""
+    ranks = np.arange(3000.0)
+    ts = sp.csr_matrix(
+        (1.0e9 - ranks, np.arange(ranks.size), np.array([0, ranks.size])),
+        shape=(1, ranks.size),
+    )  # dense ranks 0 … 2999: exponents on both sides of 150 and of a double's underflow
+    for half_life in (0.5, 1.0, 2.0, 3.0, 50.0):
+        got = w.recency_weights(ts, half_life)
+        want = np.power(0.5, w.time_ranks(ts, dense=True) / half_life).astype(np.float32)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert w.recency_weights(ts, 1.0)[150:].max() == 0.0

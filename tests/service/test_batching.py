@@ -122,6 +122,40 @@ def test_a_second_thread_scores_while_the_first_batch_runs(
         np.testing.assert_allclose(rb.scores[0], alone[i].scores[0], rtol=1e-6)
 
 
+def test_lone_rows_go_to_the_thread_that_waited_last_and_a_spare_thread_ends(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a burst has started two threads, one request at a time is scored by one thread
+    (the last to wait: its caches are warm), and the other ends when idle for IDLE_S."""
+    monkeypatch.setattr("movierec.service.batching.IDLE_S", 1.0)
+    model, rows, alone, batcher, entered, release = _held(engine, monkeypatch, "ease", 3, 2)
+    scorer: list[str] = []
+    gated = model.score_rows
+
+    def named(values: sp.csr_matrix, timestamps: sp.csr_matrix | None = None) -> np.ndarray:
+        scorer.append(threading.current_thread().name + str(threading.get_ident()))
+        out: np.ndarray = gated(values, timestamps)
+        return out
+
+    monkeypatch.setattr(model, "score_rows", named)
+    v, t, ex = rows[0]
+    first = threading.Thread(target=batcher.top, args=(model, lambda: (v, t, ex), 10))
+    first.start()
+    assert entered.wait(30)  # thread one holds a row: the next starts thread two
+    batcher.top(model, lambda: (v, t, ex), 10)
+    release.set()
+    first.join(60)
+    assert batcher._live == 2
+    scorer.clear()
+    stop = time.monotonic() + 2.5  # lone rows for longer than IDLE_S
+    while time.monotonic() < stop:
+        rb = batcher.top(model, lambda: rows[1], 10)
+        np.testing.assert_array_equal(rb.items[0], alone[1].items[0])
+        time.sleep(0.005)
+    assert len(set(scorer)) == 1  # always the thread that waited last
+    assert batcher._live == 1  # the spare one timed out
+
+
 def test_one_bad_row_fails_only_its_own_request(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

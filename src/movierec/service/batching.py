@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -124,12 +125,14 @@ class RowBatcher:
         self.threads = threads
         self.batches = 0
         self.rows = 0
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Job] = []
-        #: Scoring threads running, and how many of them wait for a row. A row queued while
-        #: none waits starts another, up to ``threads``: each takes the next batch.
+        #: Scoring threads running, and the waiting ones' wake-ups, the latest to wait last.
+        #: A row wakes the thread that waited last (its caches are the warmest; a quiet
+        #: server's lone requests all go to one thread), or starts another while none
+        #: waits, up to ``threads``: each takes the next batch.
         self._live = 0
-        self._idle = 0
+        self._parked: list[threading.Condition] = []
 
     def score(
         self, model: Recommender, values: sp.csr_matrix, timestamps: sp.csr_matrix | None
@@ -166,28 +169,32 @@ class RowBatcher:
         return job.get()
 
     def _put(self, job: _Job) -> None:
-        with self._cv:
+        with self._lock:
             self._queue.append(job)
-            if self._idle == 0 and self._live < self.threads:
+            if self._parked:
+                self._parked.pop().notify()
+            elif self._live < self.threads:
                 self._live += 1
                 threading.Thread(target=self._serve, name="movierec-scoring", daemon=True).start()
-            else:
-                self._cv.notify()
 
-    def _next_batch(self) -> tuple[Recommender, list[_Job]] | None:
+    def _next_batch(self, wake: threading.Condition) -> tuple[Recommender, list[_Job]] | None:
         """The queued rows of the oldest row's model (at most ``max_rows``).
 
-        None after :data:`IDLE_S` without a row: the thread ends (a replaced engine's batcher
-        leaves no thread behind) and the next row starts another.
+        The thread waits on ``wake`` (its own) while nothing is queued. None after
+        :data:`IDLE_S` without a row: the thread ends (a replaced engine's batcher leaves no
+        thread behind) and the next row starts another.
         """
-        with self._cv:
-            if not self._queue:
-                self._idle += 1
-                self._cv.wait_for(lambda: bool(self._queue), IDLE_S)
-                self._idle -= 1
-            if not self._queue:
-                self._live -= 1
-                return None
+        with self._lock:
+            deadline = time.monotonic() + IDLE_S
+            while not self._queue:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._live -= 1
+                    return None
+                self._parked.append(wake)
+                wake.wait(left)
+                if wake in self._parked:  # woken by the time-out, not by a row
+                    self._parked.remove(wake)
             model = self._queue[0].model
             batch: list[_Job] = []
             rest: list[_Job] = []
@@ -197,7 +204,8 @@ class RowBatcher:
         return model, batch
 
     def _serve(self) -> None:
-        while (nxt := self._next_batch()) is not None:
+        wake = threading.Condition(self._lock)
+        while (nxt := self._next_batch(wake)) is not None:
             model, batch = nxt
             live = [j for j in batch if not j.abandoned]
             try:
