@@ -346,3 +346,35 @@ def test_fast_path_sends_what_the_route_sends(client: TestClient) -> None:
     assert fast.json() == routed.json() and fast.json()["source"] == "ranked"
     assert client.get("/recommend/user/3?strategy=nope").status_code == 422
     assert client.get("/recommend/user/3?strategy=ranked&strategy=ease").status_code == 200
+
+
+def test_rendered_answers_equal_the_response_models_json(trained_home: Path) -> None:
+    """``out_json`` (the per-request answers' renderer) writes the bytes of the validated
+    response model: known, fold-in, cold with unknown movies, fallback, explained, and a
+    movie without a year or genres."""
+    from movierec.data.user_feedback import UserFeedback
+    from movierec.service.catalog import Item
+    from movierec.service.engine import Engine
+    from movierec.service.render import out, out_json
+
+    engine = Engine(load_bundle(trained_home / "bundles"))
+    movies = [int(m) for m in engine.bundle.items.ids[:3]]
+    user = int(engine.bundle.users.ids[0])
+    fb = UserFeedback()
+    fb.apply(movies[0], "like", None)
+    answers = [
+        engine.recommend(user, 10, "ease"),
+        engine.recommend(user, 7, "als", feedback=fb),
+        engine.cold([movies[1], 424242424], [], 5, "ease"),
+        engine.cold([424242424], [], 3, "ease"),
+        engine.recommend(999_999_999, 4, "ease"),
+    ]
+    explained = engine.recommend(user, 5, "ease")
+    engine.explain(explained, user, None)
+    odd = engine.recommend(user, 3, "ease")
+    odd.items.append(Item(7, 'Odd "title" é', None, [], -1.5e-7, "ease"))
+    assert answers[2].unknown_movies == [424242424] and answers[3].fallback
+    for ans, explain in [*((a, False) for a in answers), (explained, True), (odd, False)]:
+        want = out(engine, ans, explain).model_dump_json().encode()
+        assert out_json(engine, ans, explain) == want
+    assert any(i["reasons"] for i in json.loads(out_json(engine, explained, True))["items"])

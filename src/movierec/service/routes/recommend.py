@@ -15,7 +15,7 @@ from movierec.data.user_feedback import UserFeedback
 from movierec.service.deps import EngineDep, StateDep, current
 from movierec.service.engine import Engine
 from movierec.service.experiments import experiment_answer
-from movierec.service.render import json_answer, provenance
+from movierec.service.render import json_answer, out_json, provenance
 from movierec.service.render import out as _out
 from movierec.service.schemas import (
     BatchIn,
@@ -110,7 +110,7 @@ async def _answer_bytes(
         assert fb is not None
         async with state.work.slot():
             ans = await engine.recommend_afresh(user_id, q.k, name, fb, q.exclude_seen)
-        return _out(engine, ans, False).model_dump_json().encode()
+        return out_json(engine, ans, False)
     return await state.work.run(
         _recommend_bytes, engine, fb, user_id, q.k, q.strategy, q.exclude_seen, q.explain, q.alpha
     )
@@ -315,14 +315,15 @@ async def recommend_cold(
     k: K = 10,
     strategy: Strategy | None = None,
     explain: bool = False,
-) -> RecommendationOut:
+) -> RecommendationOut | Response:
     """Cold start: fold-in of a new user from movies they like."""
-    provenance(response, engine)
     ids = _parse_ids(liked)
     name = strategy or engine.bundle.default_strategy
     if not explain and engine.knows_any(ids):  # the row awaited on the loop (no worker hop)
         async with state.work.slot():
-            return _out(engine, await engine.cold_async(ids, [], k, name), False)
+            ans = await engine.cold_async(ids, [], k, name)
+        return json_answer(engine, out_json(engine, ans, False))  # rendered once, here
+    provenance(response, engine)
 
     def run() -> RecommendationOut:
         ans = engine.cold(ids, [], k, name)
