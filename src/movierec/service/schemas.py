@@ -161,14 +161,30 @@ class RecommendQuery(BaseModel):
     alpha: float | None = Field(default=None, ge=0, le=1, description="Blend weight of mixed.")
 
 
+class ColdQuery(BaseModel):
+    """The query string of ``GET /recommend_cold`` (validated as one model)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+    liked: str = Field(
+        min_length=1,
+        max_length=20_000,
+        pattern=r"^[0-9]{1,10}( *, *[0-9]{1,10})*$",
+        description="Comma-separated movie ids.",
+    )
+    k: Count = Field(default=10, ge=1, le=500, description="How many movies.")
+    strategy: Strategy | None = None
+    explain: bool = False
+
+
 def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     """OpenAPI ``parameters`` (in: query) of a query model's fields, for ``openapi_extra``."""
-    props = model.model_json_schema()["properties"]
+    schema_of = model.model_json_schema()
+    props, required = schema_of["properties"], set(schema_of.get("required", ()))
     return [
         {
             "name": name,
             "in": "query",
-            "required": False,
+            "required": name in required,
             "schema": schema,
             **({"description": schema["description"]} if "description" in schema else {}),
         }

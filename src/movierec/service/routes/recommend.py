@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, ParamSpec
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +20,7 @@ from movierec.service.render import out as _out
 from movierec.service.schemas import (
     BatchIn,
     BatchOut,
+    ColdQuery,
     Count,
     IdParam,
     RecommendationOut,
@@ -32,6 +33,7 @@ from movierec.service.state import ServiceState
 
 router = APIRouter(tags=["recommendations"])
 P = ParamSpec("P")
+Q = TypeVar("Q", bound=BaseModel)
 
 K = Annotated[Count, Query(ge=1, le=500, description="How many movies.")]
 UserId = Annotated[IdParam, Path(description="MovieLens user id (ASCII digits, 1 … 2³¹−1).")]
@@ -298,43 +300,42 @@ def check_budget(state: ServiceState, engine: Engine, users: int, k: int) -> Non
         )
 
 
-@router.get("/recommend_cold", response_model=RecommendationOut)
-async def recommend_cold(
-    engine: EngineDep,
-    state: StateDep,
-    response: Response,
-    liked: Annotated[
-        str,
-        Query(
-            min_length=1,
-            max_length=20_000,
-            pattern=r"^[0-9]{1,10}( *, *[0-9]{1,10})*$",
-            description="Comma-separated movie ids.",
-        ),
-    ],
-    k: K = 10,
-    strategy: Strategy | None = None,
-    explain: bool = False,
-) -> RecommendationOut | Response:
-    """Cold start: fold-in of a new user from movies they like."""
-    ids = _parse_ids(liked)
-    name = strategy or engine.bundle.default_strategy
-    if not explain and engine.knows_any(ids):  # the row awaited on the loop (no worker hop)
-        async with state.work.slot():
-            ans = await engine.cold_async(ids, [], k, name)
-        return json_answer(engine, out_json(engine, ans, False))  # rendered once, here
-    provenance(response, engine)
+def _query(model: type[Q], request: Request) -> Q:
+    """A route's query string validated as one model (422 like any other parameter)."""
+    try:
+        return model.model_validate(request.query_params)
+    except ValidationError as e:
+        errors = [{**err, "loc": ("query", *err["loc"])} for err in e.errors()]
+        raise RequestValidationError(errors) from None
 
-    def run() -> RecommendationOut:
-        ans = engine.cold(ids, [], k, name)
-        if explain:
+
+@router.get(
+    "/recommend_cold",
+    response_model=RecommendationOut,
+    responses={422: {"description": "Invalid liked movies or query parameter."}},
+    openapi_extra={"parameters": query_parameters(ColdQuery)},
+)
+async def recommend_cold(request: Request) -> Response:
+    """Cold start: fold-in of a new user from movies they like."""
+    state, engine = current(request)  # (no model: 503 whatever the query)
+    q = _query(ColdQuery, request)
+    ids = _parse_ids(q.liked)
+    name = q.strategy or engine.bundle.default_strategy
+    if not q.explain and engine.knows_any(ids):  # the row awaited on the loop (no worker hop)
+        async with state.work.slot():
+            ans = await engine.cold_async(ids, [], q.k, name)
+        return json_answer(engine, out_json(engine, ans, False))
+
+    def run() -> bytes:
+        ans = engine.cold(ids, [], q.k, name)
+        if q.explain:
             likes = UserFeedback()
             for m in ids:
                 likes.apply(m, "like", None)
             engine.explain(ans, None, likes)
-        return _out(engine, ans, explain)
+        return out_json(engine, ans, q.explain)
 
-    return await state.work.run(run)
+    return json_answer(engine, await state.work.run(run))
 
 
 @router.post("/recommend/session", response_model=RecommendationOut)
