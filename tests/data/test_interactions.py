@@ -141,3 +141,27 @@ def test_recency_weights_capped_equal_the_plain_power_to_the_bit() -> None:
         want = np.power(0.5, w.time_ranks(ts, dense=True) / half_life).astype(np.float32)
         np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
     assert w.recency_weights(ts, 1.0)[150:].max() == 0.0
+
+
+def test_ranks_shared_computes_a_matrix_s_ranks_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside ``ranks_shared`` the sources' recency weights reuse one sort of the rows (the
+    same weights); outside, every call sorts afresh."""
+    ts = sp.csr_matrix(np.array([[3.0, 0.0, 1.0, 2.0], [0.0, 5.0, 5.0, 1.0]]))
+    want = {h: w.recency_weights(ts, h) for h in (1.0, 2.0)}
+    calls = []
+    real = w.time_ranks
+
+    def counted(t: sp.csr_matrix, *, dense: bool) -> np.ndarray:
+        calls.append(dense)
+        return real(t, dense=dense)
+
+    monkeypatch.setattr(w, "time_ranks", counted)
+    with w.ranks_shared():
+        for h in (1.0, 2.0, 1.0):
+            np.testing.assert_array_equal(w.recency_weights(ts, h), want[h])
+        with w.ranks_shared():  # a nested block (chunked candidates) has its own memo
+            w.recency_weights(ts, 1.0)
+        w.recency_weights(ts, 2.0)  # the outer memo is back
+    assert len(calls) == 2
+    w.recency_weights(ts, 1.0)
+    assert len(calls) == 3

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -112,5 +115,35 @@ def recency_weights(timestamps: sp.csr_matrix, half_life: float) -> np.ndarray:
     underflow a double (the old events of a long history: a user with 2,700 ratings took
     0.27 ms at a half-life of one event, 0.02 ms capped).
     """
-    rank = time_ranks(timestamps, dense=True)
+    rank = _dense_ranks(timestamps)
     return np.power(0.5, np.minimum(rank / half_life, FLOAT32_ZERO_HALVINGS)).astype(np.float32)
+
+
+_SHARED = threading.local()
+
+
+@contextlib.contextmanager
+def ranks_shared() -> Iterator[None]:
+    """Within the block (this thread's), one timestamps matrix's ranks are worked out once.
+
+    The candidate sources of a ranker weigh the same history rows, three of them by recency:
+    their ranks (a sort of each row) are computed for the first and reused by the others.
+    The matrices must not change while the block runs; it holds them, so that an object's
+    ``id`` is not reused.
+    """
+    outer = getattr(_SHARED, "memo", None)
+    _SHARED.memo = {}
+    try:
+        yield
+    finally:
+        _SHARED.memo = outer
+
+
+def _dense_ranks(timestamps: sp.csr_matrix) -> np.ndarray:
+    memo: dict[int, tuple[sp.csr_matrix, np.ndarray]] | None = getattr(_SHARED, "memo", None)
+    if memo is None:
+        return time_ranks(timestamps, dense=True)
+    hit = memo.get(id(timestamps))
+    if hit is None:
+        hit = memo[id(timestamps)] = (timestamps, time_ranks(timestamps, dense=True))
+    return hit[1]

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import movierec._kernels as _kernels
+from movierec.data.weighting import ranks_shared
 from movierec.models.base import Recommender
 from movierec.models.topk import top_indices
 from movierec.ranking.features import feature_matrix
@@ -94,8 +95,9 @@ def generate(
     n_src, n_items = len(names), values.shape[1]
     # every source's scores in one array
     stacked = np.empty((n_src, n_q, n_items), np.float32)
-    for j, name in enumerate(names):
-        stacked[j] = sources[name].score_rows(values, timestamps)
+    with ranks_shared():  # the rows' recency ranks once for every source that weighs by them
+        for j, name in enumerate(names):
+            stacked[j] = sources[name].score_rows(values, timestamps)
     kk = min(per_source, n_items)
     # each query's excluded items masked in every source at once (in place: an excluded
     # item is never a pair, so no pair's score is masked), then one top-k over every
