@@ -260,6 +260,36 @@ def test_candidates_of_a_batch_equal_chunks_and_single_rows(
             np.testing.assert_array_equal(one_by_one, getattr(whole, field))
 
 
+def test_long_histories_score_als_on_the_helper_thread_with_the_same_candidates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over ``ASIDE_FROM_NNZ`` events ALS runs on the helper thread beside the other sources:
+    the same candidates, scores and ranks as when every source runs on the caller's thread."""
+    import threading
+
+    import movierec.ranking.candidates as candidates
+
+    data, options = checkerboard()
+    sources = {n: create(n).fit(data, options) for n in ("popularity", "als", "itemknn")}
+    values, ts = data.matrix[:6], data.timestamp_matrix()[:6]
+    monkeypatch.setattr(candidates, "ASIDE_FROM_NNZ", 10**12)
+    alone = generate(sources, values, ts, per_source=4)
+    threads: list[str] = []
+    real = sources["als"].score_rows
+
+    def named(v: sp.csr_matrix, t: sp.csr_matrix | None = None) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        out: np.ndarray = real(v, t)
+        return out
+
+    monkeypatch.setattr(sources["als"], "score_rows", named)
+    monkeypatch.setattr(candidates, "ASIDE_FROM_NNZ", 1)
+    aside = generate(sources, values, ts, per_source=4)
+    assert threads and threads[0].startswith("movierec-aside")
+    for field in ("rows", "items", "scores", "ranks", "proposed"):
+        np.testing.assert_array_equal(getattr(aside, field), getattr(alone, field))
+
+
 def test_candidate_recall_by_hand() -> None:
     data, options = checkerboard()
     sources = {"popularity": create("popularity").fit(data, options)}
