@@ -59,17 +59,21 @@ def _run(engine: Engine, feedback: dict[int, UserFeedback], n_threads: int, secs
     }
 
 
-def main() -> None:
-    """Measure and write the JSON."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def home_parser(doc: str | None, out: str) -> argparse.ArgumentParser:
+    """Options of an in-process benchmark of a bench home: ``--home`` and ``--out``."""
+    p = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     p.add_argument("--home", type=Path, default=Path(".movierec/bench/service-small"))
-    p.add_argument("--seconds", type=float, default=4.0)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/foldin-threads.json"))
-    a = p.parse_args()
-    bundle = load_bundle(a.home / "bundles")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results") / out)
+    return p
+
+
+def fresh_likes(home: Path) -> tuple[Engine, RankedRecommender, dict[int, UserFeedback]]:
+    """The bench home's engine (every fold-in scored), its ranker with compiled trees, and
+    the service benchmark's users with a fresh like: the last 200, one like each."""
+    bundle = load_bundle(home / "bundles")
     model = bundle.models["ranked"]
-    assert isinstance(model, RankedRecommender)
-    model.compile_ranker(a.home / "cache" / "ranker")  # where the service keeps it
+    assert isinstance(model, RankedRecommender) and model.store is not None
+    model.compile_ranker(home / "cache" / "ranker")  # where the service keeps it
     engine = Engine(bundle, cache_feedback=False)
     movies = [int(m) for m in bundle.items.ids[:2000]]
     feedback = {}
@@ -77,6 +81,15 @@ def main() -> None:
         fb = UserFeedback()
         fb.apply(movies[u % len(movies)], "like", time.time())
         feedback[u] = fb
+    return engine, model, feedback
+
+
+def main() -> None:
+    """Measure and write the JSON."""
+    p = home_parser(__doc__, "foldin-threads.json")
+    p.add_argument("--seconds", type=float, default=4.0)
+    a = p.parse_args()
+    engine, _, feedback = fresh_likes(a.home)
     with threadpool_limits(1, "blas"):
         _run(engine, feedback, 1, 1.0)  # warm-up
         rows = [_run(engine, feedback, n, a.seconds) for n in (1, 2, 8)]

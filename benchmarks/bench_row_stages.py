@@ -17,20 +17,18 @@ prepared::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from bench_foldin_threads import fresh_likes, home_parser
 from movierec.data.user_feedback import UserFeedback
-from movierec.lifecycle.bundle import load_bundle
 from movierec.models.topk import top_indices, topk
 from movierec.ranking import candidates
 from movierec.ranking.ranker import RankedRecommender
@@ -39,13 +37,10 @@ from movierec.service.engine import Engine
 Row = tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]
 
 
-def _rows(engine: Engine, n: int) -> list[Row]:
-    """(values, times, exclusions) of the bundle's last ``n`` users, each with a fresh like."""
-    movies = [int(m) for m in engine.bundle.items.ids[:2000]]
+def _rows(engine: Engine, feedback: dict[int, UserFeedback]) -> list[Row]:
+    """(values, times, exclusions) of each user with their feedback."""
     out = []
-    for u in [int(x) for x in engine.bundle.users.ids.tolist()][-n:]:
-        fb = UserFeedback()
-        fb.apply(movies[u % len(movies)], "like", time.time())
+    for u, fb in feedback.items():
         idx = engine.user_index(u)
         values, ts = engine.overlay.row(idx, fb)
         out.append((values, ts, engine.overlay.exclusions(idx, fb, True)))
@@ -101,17 +96,11 @@ def _staged(model: RankedRecommender, row: Row, times: dict[str, list[float]]) -
 
 def main() -> None:
     """Measure and write the JSON."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--home", type=Path, default=Path(".movierec/bench/service-small"))
+    p = home_parser(__doc__, "row-stages.json")
     p.add_argument("--passes", type=int, default=6)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/row-stages.json"))
     a = p.parse_args()
-    bundle = load_bundle(a.home / "bundles")
-    model = bundle.models["ranked"]
-    assert isinstance(model, RankedRecommender) and model.store is not None
-    model.compile_ranker(a.home / "cache" / "ranker")  # where the service keeps it
-    engine = Engine(bundle, cache_feedback=False)
-    rows = _rows(engine, 200)
+    engine, model, feedback = fresh_likes(a.home)
+    rows = _rows(engine, feedback)
     with threadpool_limits(1, "blas"):
         per_pass = []
         for _ in range(a.passes):
