@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from bench_foldin_threads import fresh_likes, home_parser
 from movierec.data.user_feedback import UserFeedback
+from movierec.data.weighting import ranks_shared
 from movierec.models.topk import top_indices, topk
 from movierec.ranking import candidates
 from movierec.ranking.ranker import RankedRecommender
@@ -70,9 +71,10 @@ def _staged(model: RankedRecommender, row: Row, times: dict[str, list[float]]) -
 
     t = t_all = time.perf_counter()
     stacked = np.empty((len(names), 1, n_items), np.float32)
-    for j, name in enumerate(names):
-        stacked[j] = model.sources[name].score_rows(values, ts)
-        t = lap(f"source {name}", t)
+    with ranks_shared():  # as ``generate``: the rows' recency ranks once for the sources
+        for j, name in enumerate(names):
+            stacked[j] = model.sources[name].score_rows(values, ts)
+            t = lap(f"source {name}", t)
     stacked[:, np.zeros(values.nnz, np.int64), values.indices] = -np.inf
     flat = stacked.reshape(len(names), n_items)
     prop = top_indices(flat, model.config.per_source)

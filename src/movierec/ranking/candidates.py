@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,12 +109,15 @@ def generate(
     stacked = np.empty((n_src, n_q, n_items), np.float32)
     long = values.nnz >= ASIDE_FROM_NNZ and n_q <= ASIDE_MAX_ROWS
     aside = [n for n in names if n in ASIDE_SOURCES] if long else []
-    if aside:  # long histories: ALS's solve runs on the helper thread while the rest run here
-        done = _helper().submit(_score_into, stacked, names, sources, aside, values, timestamps)
+    done = (  # long histories: ALS's solve on the helper thread while the rest run here
+        _helper().submit(_score_into, stacked, names, sources, aside, values, timestamps)
+        if aside
+        else None
+    )
     with ranks_shared():  # the rows' recency ranks once for every source that weighs by them
         here = [n for n in names if n not in aside]
         _score_into(stacked, names, sources, here, values, timestamps)
-    if aside:
+    if done is not None:
         done.result()
     kk = min(per_source, n_items)
     # each query's excluded items masked in every source at once (in place: an excluded
@@ -143,14 +147,10 @@ def _score_into(
             stacked[j] = sources[name].score_rows(values, timestamps)
 
 
-_HELPER: list[concurrent.futures.ThreadPoolExecutor] = []
-
-
+@functools.cache
 def _helper() -> concurrent.futures.ThreadPoolExecutor:
-    if not _HELPER:
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="movierec-aside")
-        _HELPER.append(pool)
-    return _HELPER[0]
+    """The one helper thread of the aside sources (started on first use)."""
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="movierec-aside")
 
 
 def pool_pairs(

@@ -123,6 +123,11 @@ _USER_ID: TypeAdapter[int] = TypeAdapter(IdParam)
 _USER_ID_DOC = "MovieLens user id (ASCII digits, 1 … 2³¹−1)."
 
 
+def _located(e: ValidationError, *where: str) -> list[dict[str, Any]]:
+    """A validation error's entries, located in the request (``("query", ...)``)."""
+    return [{**err, "loc": (*where, *err["loc"])} for err in e.errors()]
+
+
 def _user_request(request: Request) -> tuple[int, RecommendQuery]:
     """The path's user id and the query string, validated (422 like any other parameter).
 
@@ -134,11 +139,11 @@ def _user_request(request: Request) -> tuple[int, RecommendQuery]:
     try:
         user_id = _USER_ID.validate_python(request.path_params["user_id"])
     except ValidationError as e:
-        errors += [{**err, "loc": ("path", "user_id", *err["loc"])} for err in e.errors()]
+        errors += _located(e, "path", "user_id")
     try:
         query = RecommendQuery.model_validate(request.query_params)
     except ValidationError as e:
-        errors += [{**err, "loc": ("query", *err["loc"])} for err in e.errors()]
+        errors += _located(e, "query")
     if errors or query is None:
         raise RequestValidationError(errors)
     return user_id, query
@@ -305,8 +310,7 @@ def _query(model: type[Q], request: Request) -> Q:
     try:
         return model.model_validate(request.query_params)
     except ValidationError as e:
-        errors = [{**err, "loc": ("query", *err["loc"])} for err in e.errors()]
-        raise RequestValidationError(errors) from None
+        raise RequestValidationError(_located(e, "query")) from None
 
 
 @router.get(
