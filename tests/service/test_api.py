@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from movierec.lifecycle.bundle import current_version, list_versions, load_bundle
 from movierec.service.app import create_app
+from movierec.service.engine import Engine
 from movierec.settings import Settings
 from tests.service.conftest import TOKEN
 
@@ -90,6 +91,29 @@ def test_ranked_explanations_feedback_and_cold_start(client: TestClient) -> None
     assert any("Boosted by your likes" in i["reasons"] for i in after["items"])
     cold = client.get(f"/recommend_cold?liked={first}&k=4&strategy=ranked").json()
     assert cold["source"] == "ranked_foldin" and len(cold["items"]) == 4
+
+
+def test_lone_fold_in_requests_are_scored_on_the_event_loop_with_the_same_answers(
+    client: TestClient,
+) -> None:
+    state = client.app.state.movierec  # type: ignore[attr-defined]
+    engine = state.engine
+    assert engine.fold_in.quiet == state.work.alone
+    movies = [int(m) for m in engine.bundle.items.ids[:3]]
+    user = int(engine.bundle.users.ids[0])
+    fb = {"user_id": user, "movie_id": movies[0], "signal": "like"}
+    assert client.post("/feedback", json=fb).status_code == 201
+    before = engine.batcher.inline
+    # one request at a time: each the only expensive one in flight, so no hand-off
+    user_answer = client.get(f"/recommend/user/{user}?k=6&strategy=ranked").json()
+    cold_answer = client.get(f"/recommend_cold?liked={movies[1]},{movies[2]}&k=6").json()
+    assert engine.batcher.inline == before + 2
+    afresh = Engine(engine.bundle, cache_feedback=False)  # scored in a thread, nothing kept
+    expected = afresh.recommend(user, 6, "ranked", feedback=state.feedback.user(user))
+    assert [i["movie_id"] for i in user_answer["items"]] == [i.movie_id for i in expected.items]
+    assert user_answer["source"] == "ranked_foldin"
+    cold = afresh.cold(movies[1:3], [], 6, engine.bundle.default_strategy)
+    assert [i["movie_id"] for i in cold_answer["items"]] == [i.movie_id for i in cold.items]
 
 
 def test_explanations_of_cached_answers_on_the_event_loop_equal_the_worker_ones(

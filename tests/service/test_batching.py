@@ -313,3 +313,71 @@ def test_answers_awaited_on_the_loop_equal_the_worker_thread_ones(engine: Engine
     assert not engine.scores_afresh(users[0], "mixed", fb)
     assert not engine.scores_afresh(users[0], "ranked", None)
     assert not engine.knows_any([10**9])
+
+
+def _traced(rows: list[Any], i: int, where: list[int]) -> Any:
+    """A row's builder that notes the thread it runs on (the one that scores the row)."""
+
+    def build() -> Any:
+        where.append(threading.get_ident())
+        return rows[i]
+
+    return build
+
+
+def test_a_lone_row_on_a_quiet_server_is_scored_on_the_event_loop(engine: Engine) -> None:
+    model = engine.model("ranked")
+    rows = _rows(engine, 2)
+    alone = [model.recommend_history(v, 10, timestamps=t) for v, t, _ in rows]
+    batcher = RowBatcher(threads=1)
+    where: list[int] = []
+
+    async def ask(i: int, quiet: bool) -> tuple[Any, int]:
+        rb = await batcher.top_async(model, _traced(rows, i, where), 10, lambda: quiet)
+        return rb, threading.get_ident()
+
+    quiet, loop_thread = asyncio.run(ask(0, True))
+    assert where == [loop_thread]  # scored where it was awaited: no scoring thread started
+    assert (batcher.inline, batcher.rows, batcher._live) == (1, 1, 0)
+    busy, loop_thread = asyncio.run(ask(1, False))  # another request in flight: the batches
+    assert where[1] != loop_thread and (batcher.inline, batcher.rows, batcher._live) == (1, 2, 1)
+    for rb, expected in zip([quiet, busy], alone, strict=True):
+        np.testing.assert_array_equal(rb.items[0], expected.items[0])
+        np.testing.assert_allclose(rb.scores[0], expected.scores[0], rtol=1e-6)
+
+
+def test_requests_read_together_or_behind_a_running_batch_are_not_scored_on_the_loop(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, rows, alone, batcher, entered, release = _held(engine, monkeypatch, "ranked", 4, 1)
+    where: list[int] = []
+    in_flight = [0]
+
+    async def ask(i: int) -> Any:  # a request holds a work slot while its row is awaited
+        in_flight[0] += 1
+        try:
+            return await batcher.top_async(
+                model, _traced(rows, i, where), 10, lambda: in_flight[0] == 1
+            )
+        finally:
+            in_flight[0] -= 1
+
+    async def together() -> list[Any]:  # two requests read in the same turn of the loop
+        return await asyncio.gather(ask(0), ask(1))
+
+    release.set()
+    got = asyncio.run(together())
+    assert batcher.inline == 0 and threading.get_ident() not in where
+    # a row that finds a batch running queues behind it, however quiet the rest is
+    entered.clear()
+    release.clear()
+    holder = threading.Thread(target=lambda: batcher.top(model, lambda: rows[2], 10))
+    holder.start()
+    assert entered.wait(30)
+    threading.Thread(target=lambda: (threading.Event().wait(0.2), release.set())).start()
+    got.append(asyncio.run(ask(3)))
+    holder.join(60)
+    assert batcher.inline == 0 and threading.get_ident() not in where
+    for rb, expected in zip(got, [alone[0], alone[1], alone[3]], strict=True):
+        np.testing.assert_array_equal(rb.items[0], expected.items[0])
+        np.testing.assert_allclose(rb.scores[0], expected.scores[0], rtol=1e-6)

@@ -36,6 +36,10 @@ class FoldIn:
         batcher: The batches the rows are scored in.
         keep: Whether answers are kept per feedback state (``cache_feedback_answers``).
         n: How many items a kept answer holds (requests for more are not kept).
+        quiet: Whether the awaiting request is the only expensive one in flight (the
+            service's work limiter says; None: never assumed). Then a row awaited on the
+            event loop, with no batch running or waiting, is scored right there
+            (:meth:`RowBatcher.top_async`).
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class FoldIn:
         self.keep = keep
         self.n = n
         self.batcher = RowBatcher(threads=threads)
+        self.quiet: Callable[[], bool] | None = None
 
     def top(
         self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int
@@ -66,11 +71,15 @@ class FoldIn:
     async def top_async(
         self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int
     ) -> Top:
-        """:meth:`top` awaited on the running event loop (no worker thread waits for it)."""
+        """:meth:`top` awaited on the running event loop (no worker thread waits for it).
+
+        A lone row on a quiet server (see :attr:`quiet`) is scored on the loop itself.
+        """
         hit, key, n, prepare = self._ask(strategy, user_idx, fb, exclude_seen, k)
         if hit is not None:
             return hit
-        return self._keep(key, await self.batcher.top_async(self.model(strategy), prepare, n))
+        top = await self.batcher.top_async(self.model(strategy), prepare, n, self.quiet)
+        return self._keep(key, top)
 
     def _ask(
         self, strategy: str, user_idx: int | None, fb: UserFeedback, exclude_seen: bool, k: int

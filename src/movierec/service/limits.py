@@ -56,6 +56,11 @@ class WorkLimiter:
         lim = self._check()
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=lim)
 
+    def alone(self) -> bool:
+        """Whether one computation holds a slot (the caller's) and none waits for one."""
+        lim = self.limiter
+        return lim.borrowed_tokens == 1 and lim.statistics().tasks_waiting == 0
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold a slot while the event loop awaits work done elsewhere (the scoring thread).

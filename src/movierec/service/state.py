@@ -138,6 +138,7 @@ class ServiceState:
                 self.settings.scoring_threads,
             )
             engine.shared = self.shared
+            engine.fold_in.quiet = self.work.alone  # a lone request's row: on the loop
             old, self.engine = self.engine, engine  # the swap: readers see old or new, not a mix
             if old is not None:
                 old.release()
