@@ -65,6 +65,25 @@ def test_ease_pruning_keeps_the_largest_weights_of_each_column() -> None:
     np.testing.assert_allclose(sparse.score_history(x), (x @ w).astype(np.float32), rtol=1e-6)
 
 
+def test_sparse_ease_scores_by_item_id_equal_the_kept_item_product_to_the_bit() -> None:
+    data, options = checkerboard()
+    n = data.n_items
+    model = create("ease", {"l2": 10.0, "neighbors": 3, "max_items": n - 3}).fit(data, options)
+    kept, w = model.kept, model.weights  # type: ignore[attr-defined]
+    assert 0 < kept.size < n and sp.issparse(w)
+    x = model.scoring_input(data.matrix[:12])
+    assert np.isin(x.indices, kept, invert=True).any()  # histories with pruned items too
+    col = np.full(n, -1)
+    col[kept] = np.arange(kept.size)
+    xk = x.tocoo()
+    ok = col[xk.col] >= 0  # the kept-item product: pruned history items dropped
+    xk = sp.csr_matrix((xk.data[ok], (xk.row[ok], col[xk.col[ok]])), shape=(x.shape[0], kept.size))
+    expected = np.full((x.shape[0], n), -np.inf, np.float32)
+    expected[:, kept] = (xk @ w).toarray()
+    got = model.score_history(x)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
 class TestGenre(RecommenderContract):
     name = "genre"
 

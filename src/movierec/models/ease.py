@@ -11,7 +11,7 @@ from movierec.data.interactions import InteractionData
 from movierec.models.base import ModelConfig, Recommender, TrainOptions
 from movierec.models.memory import DataShape, MemoryNeed, largest_square
 from movierec.models.topk import top_indices
-from movierec.types import as_csr, csr, csr_product_dense
+from movierec.types import as_csr, csr, csr_product_dense, row_lengths
 
 
 class EASEConfig(ModelConfig):
@@ -155,7 +155,8 @@ class EASE(Recommender):
         """One dense kept × kept float32 matrix, inverted in place, and block temporaries."""
         c = self.config
         kept = min(c.max_items, shape.n_items)
-        resident = kept * kept * 4 if c.neighbors is None else kept * min(c.neighbors, kept) * 8
+        # sparse: 8 bytes an entry, and 4 more for the item-wide copy of its indices
+        resident = kept * kept * 4 if c.neighbors is None else kept * min(c.neighbors, kept) * 12
         # a block: sparse product (12 B an entry), dense copy, |B|, top-k indices, temporaries
         blocks = kept * BLOCK * 48
         transient = EASE_DENSE_COPIES * kept * kept * 4 + blocks + 4 * shape.matrix_bytes
@@ -199,13 +200,40 @@ class EASE(Recommender):
 
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """``x B`` on the kept items; pruned items score -inf."""
-        xk, w = self._kept_columns(as_csr(x)), self.weights
-        product = csr_product_dense(xk, w) if sp.issparse(w) else np.asarray(xk @ w, np.float32)
+        if sp.issparse(self.weights):  # the weights by item id: the row multiplies them as is
+            wide, pruned = self._item_wide()
+            scores = csr_product_dense(as_csr(x), wide)
+            scores[:, pruned] = -np.inf
+            return scores
+        product = np.asarray(self._kept_columns(as_csr(x)) @ self.weights, np.float32)
         if self.kept.size == self.n_items:  # nothing pruned: no -inf to fill in
             return product
         scores = np.full((x.shape[0], self.n_items), -np.inf, dtype=np.float32)
         scores[:, self.kept] = product
         return scores
+
+    def _item_wide(self) -> tuple[sp.csr_matrix, np.ndarray]:
+        """The sparse weights with item ids for rows and columns (made once), and pruned items.
+
+        Row ``kept[p]`` is row ``p`` of the weights, with ``kept[c]`` for column ``c``: a
+        history row multiplies it without a column map per call, into the catalog's columns
+        (the sums of the kept-item product, term by term in the same order: the same scores,
+        tested). Holds a second index array of the weights (4 bytes an entry).
+        """
+        cached = self.__dict__.get("_wide")
+        if cached is None or cached[0] is not self.weights:
+            w = self.weights
+            assert isinstance(w, sp.csr_matrix)
+            idx = np.int32 if max(w.nnz, self.n_items) < 2**31 else np.int64
+            lengths = np.zeros(self.n_items, np.int64)
+            lengths[self.kept] = row_lengths(w.indptr)
+            indptr = np.zeros(self.n_items + 1, idx)
+            np.cumsum(lengths, out=indptr[1:])
+            columns = self.kept.astype(idx)[w.indices]
+            wide = csr(w.data, columns, indptr, (self.n_items, self.n_items))
+            pruned = np.setdiff1d(np.arange(self.n_items), self.kept)
+            cached = self.__dict__["_wide"] = (w, wide, pruned)
+        return cached[1], cached[2]
 
     def _kept_columns(self, x: sp.csr_matrix) -> sp.csr_matrix:
         """``x[:, kept]`` by a column map made once (SciPy's column slicing sorts per call)."""
