@@ -216,6 +216,14 @@ def candidate_recall(cands: Candidates, truth: sp.csr_matrix) -> dict[str, float
     return out
 
 
+def source_feature_names(sources: tuple[str, ...]) -> list[str]:
+    """Names of the candidate-source features (:func:`source_features` writes them)."""
+    names = []
+    for s in sources:
+        names += [f"{s}_score", f"{s}_rank", f"{s}_z"]
+    return [*names, "n_sources"]
+
+
 def source_features(
     cands: Candidates, n_queries: int, where: np.ndarray, out: np.ndarray, dest: np.ndarray
 ) -> None:

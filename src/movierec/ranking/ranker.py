@@ -29,7 +29,13 @@ from movierec.data.interactions import InteractionData
 from movierec.models.base import Recommender, SharedParts, TrainOptions
 from movierec.models.item_knn import NeighbourMatrix, knn_similarity
 from movierec.models.memory import DataShape, MemoryNeed
-from movierec.ranking.candidates import Candidates, candidate_recall, generate, source_features
+from movierec.ranking.candidates import (
+    Candidates,
+    candidate_recall,
+    generate,
+    source_feature_names,
+    source_features,
+)
 from movierec.ranking.config import RankedConfig
 from movierec.ranking.cross import cross_features
 from movierec.ranking.diversity import mmr
@@ -70,14 +76,6 @@ class SourceModels:
     names: frozenset[str]
     create: Callable[[str, Mapping[str, Any] | None], Recommender]
     load: Callable[[Path, SharedParts | None], Recommender]
-
-
-def source_feature_names(sources: tuple[str, ...]) -> list[str]:
-    """Names of the candidate-source features."""
-    names = []
-    for s in sources:
-        names += [f"{s}_score", f"{s}_rank", f"{s}_z"]
-    return [*names, "n_sources"]
 
 
 def feature_columns(sources: tuple[str, ...], drop: set[str], has_similarity: bool) -> list[str]:
@@ -276,18 +274,24 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         values = as_csr(values, np.float32)
         if timestamps is not None:
             timestamps = as_csr(timestamps, np.float64)
-        n_q = values.shape[0]
-        assert self.store is not None
-        pop = self.store.total_log_pop
-        base = OUTSIDE_POOL + pop / max(float(pop.max()), 1.0)
-        out = np.tile(base.astype(np.float32), (n_q, 1))
-        if not n_q:
+        out = np.tile(self._outside_pool(), (values.shape[0], 1))
+        if not values.shape[0]:
             return out
         cands, pred = self._pool(values, timestamps)
         out[cands.rows, cands.items] = pred
         if self.config.diversity > 0:
             self._rerank(out, cands, pred)
         return out
+
+    def _outside_pool(self) -> np.ndarray:
+        """Scores of items outside the pool: popularity order far below (made once a store)."""
+        assert self.store is not None
+        pop = self.store.total_log_pop
+        made: tuple[np.ndarray, np.ndarray] | None = self.__dict__.get("_outside")
+        if made is None or made[0] is not pop:
+            base = OUTSIDE_POOL + pop / max(float(pop.max()), 1.0)
+            made = self.__dict__["_outside"] = (pop, base.astype(np.float32))
+        return made[1]
 
     def score_history(self, x: sp.csr_matrix) -> np.ndarray:
         """Scores of weighted rows without times (every event taken as simultaneous)."""
@@ -312,12 +316,8 @@ class RankedRecommender(NeighbourMatrix, Recommender):
         self, values: sp.csr_matrix, timestamps: sp.csr_matrix | None, truth: sp.csr_matrix
     ) -> dict[str, float]:
         """Candidate recall per source and for the merged pool on held-out items."""
-        cands = generate(
-            self.sources,
-            sp.csr_matrix(values, dtype=np.float32),
-            timestamps,
-            self.config.per_source,
-        )
+        values = sp.csr_matrix(values, dtype=np.float32)
+        cands = generate(self.sources, values, timestamps, self.config.per_source)
         return candidate_recall(cands, truth)
 
     def compile_ranker(self, cache_dir: Path) -> None:
