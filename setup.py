@@ -11,9 +11,11 @@ setup(
                 "src/movierec/_features.c",
                 "src/movierec/_ranks.c",
                 "src/movierec/_pool.c",
+                "src/movierec/_spare.c",
             ],
             depends=["src/movierec/_kernels.h"],
-            extra_compile_args=["-O3", "-std=c99", "-ffp-contract=off"],
+            extra_compile_args=["-O3", "-std=c99", "-ffp-contract=off", "-pthread"],
+            extra_link_args=["-pthread"],
         )
     ]
 )

@@ -46,12 +46,61 @@ static int check(Py_ssize_t len, Py_ssize_t n, Py_ssize_t size, const char *what
 
 /* item_features(item_start, times, cum_rating, cum_decay, years, n_genres, t_ref, windows,
  *               items, as_of, out, n_cols, dest) */
+/* what the item features of a range of pairs read and write (item_features' arguments) */
+typedef struct {
+    const int64_t *start, *times, *items, *dest;
+    const double *cum_rating, *cum_decay, *years, *n_genres, *as_of, *windows;
+    double t_ref, scale;
+    Py_ssize_t n_items, n_log, n_cols;
+    float *o;
+    int bad; /* an item outside the log (set by either thread) */
+} item_pairs;
+
+static void item_features_range(void *arg, Py_ssize_t a, Py_ssize_t b) {
+    item_pairs *c = arg;
+    const int64_t *start = c->start, *times = c->times, *dest = c->dest;
+    for (Py_ssize_t p = a; p < b; p++) {
+        int64_t i = c->items[p];
+        if (i < 0 || i >= c->n_items || start[i] > start[i + 1] || start[i + 1] > c->n_log) {
+            __atomic_store_n(&c->bad, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        double t = c->as_of[p];
+        int64_t s = start[i];
+        int64_t e = search_after(times, s, start[i + 1], clip_time((int64_t)floor(t)));
+        double cnt = (double)(e - s);
+        int has = cnt > 0;
+        int64_t last = has ? e - 1 : 0;
+        float *row = c->o + p * c->n_cols;
+        put(row, dest, 0, cnt);
+        put(row, dest, 1, log1p(cnt));
+        for (int w = 0; w < 3; w++) {
+            int64_t key = clip_time((int64_t)floor(t - c->windows[w] * DAY));
+            int64_t before = search_after(times, s, start[i + 1], key);
+            put(row, dest, 2 + w, (double)(e - (before > s ? before : s)));
+        }
+        double ex = (c->t_ref - t) / c->scale;
+        put(row, dest, 5, has ? c->cum_decay[last] * exp(ex < 600 ? ex : 600) : 0.0);
+        put(row, dest, 6, has ? c->cum_rating[last] / (cnt > 1 ? cnt : 1) : NAN);
+        put(row, dest, 7, has ? (t - (double)times[last]) / DAY : NAN);
+        put(row, dest, 8, has ? (t - (double)times[s]) / DAY : NAN);
+        double year = c->years[i];
+        put(row, dest, 9, year);
+        put(row, dest, 10, (1970.0 + t / (365.25 * DAY)) - year);
+        put(row, dest, 11, c->n_genres[i]);
+    }
+}
+
+/* Pairs a chunk when the item features are shared with the spare core. */
+#define ITEM_PAIR_CHUNK 64
+
 PyObject *item_features(PyObject *self, PyObject *args) {
     Py_buffer st, tm, cr, cd, yr, ng, win, it, ao, out, de;
     double t_ref;
     Py_ssize_t n_cols;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*dy*y*y*w*ny*", &st, &tm, &cr, &cd, &yr, &ng,
-                          &t_ref, &win, &it, &ao, &out, &n_cols, &de))
+    int split = 0;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*dy*y*y*w*ny*|p", &st, &tm, &cr, &cd, &yr, &ng,
+                          &t_ref, &win, &it, &ao, &out, &n_cols, &de, &split))
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t n_items = st.len / 8 - 1, n_log = tm.len / 8, n = it.len / 8;
@@ -62,56 +111,25 @@ PyObject *item_features(PyObject *self, PyObject *args) {
         !check(ao.len, n, 8, "item_features") || !check(out.len, n * n_cols, 4, "item_features") ||
         !check(de.len, N_ITEM, 8, "item_features"))
         goto done;
-    const int64_t *start = st.buf, *times = tm.buf, *items = it.buf, *dest = de.buf;
-    const double *cum_rating = cr.buf, *cum_decay = cd.buf, *years = yr.buf, *n_genres = ng.buf;
-    const double *as_of = ao.buf, *windows = win.buf;
-    float *o = out.buf;
-    const double scale = 180.0 * DAY / log(2.0);
-    int bad = 0;
     for (Py_ssize_t f = 0; f < N_ITEM; f++)
-        if (((int64_t *)de.buf)[f] >= n_cols) bad = 1;
-    if (bad) {
-        PyErr_SetString(PyExc_ValueError, "item_features: a destination outside the matrix");
-        goto done;
-    }
+        if (((int64_t *)de.buf)[f] >= n_cols) {
+            PyErr_SetString(PyExc_ValueError, "item_features: a destination outside the matrix");
+            goto done;
+        }
+    item_pairs c = {st.buf, tm.buf, it.buf, de.buf, cr.buf, cd.buf, yr.buf, ng.buf, ao.buf,
+                    win.buf, t_ref, 180.0 * DAY / log(2.0), n_items, n_log, n_cols, out.buf, 0};
+    int posted = 0;
     Py_BEGIN_ALLOW_THREADS;
-    for (Py_ssize_t p = 0; p < n; p++) {
-        int64_t i = items[p];
-        if (i < 0 || i >= n_items || start[i] > start[i + 1] || start[i + 1] > n_log) {
-            bad = 1;
-            break;
-        }
-        double t = as_of[p];
-        int64_t s = start[i];
-        int64_t e = search_after(times, s, start[i + 1], clip_time((int64_t)floor(t)));
-        double cnt = (double)(e - s);
-        int has = cnt > 0;
-        int64_t last = has ? e - 1 : 0;
-        float *row = o + p * n_cols;
-        put(row, dest, 0, cnt);
-        put(row, dest, 1, log1p(cnt));
-        for (int w = 0; w < 3; w++) {
-            int64_t key = clip_time((int64_t)floor(t - windows[w] * DAY));
-            int64_t before = search_after(times, s, start[i + 1], key);
-            put(row, dest, 2 + w, (double)(e - (before > s ? before : s)));
-        }
-        double ex = (t_ref - t) / scale;
-        put(row, dest, 5, has ? cum_decay[last] * exp(ex < 600 ? ex : 600) : 0.0);
-        put(row, dest, 6, has ? cum_rating[last] / (cnt > 1 ? cnt : 1) : NAN);
-        put(row, dest, 7, has ? (t - (double)times[last]) / DAY : NAN);
-        put(row, dest, 8, has ? (t - (double)times[s]) / DAY : NAN);
-        double year = years[i];
-        put(row, dest, 9, year);
-        put(row, dest, 10, (1970.0 + t / (365.25 * DAY)) - year);
-        put(row, dest, 11, n_genres[i]);
-    }
+    if (split) /* split: chunks of pairs shared with the spare core when it spins */
+        posted = spare_loop(item_features_range, &c, &c, n, ITEM_PAIR_CHUNK);
+    else
+        item_features_range(&c, 0, n);
     Py_END_ALLOW_THREADS;
-    if (bad) {
+    if (c.bad) {
         PyErr_SetString(PyExc_IndexError, "item_features: an item outside the log");
         goto done;
     }
-    result = Py_None;
-    Py_INCREF(result);
+    result = PyBool_FromLong(posted);
 done:
     {
         Py_buffer *parsed[] = {&st, &tm, &cr, &cd, &yr, &ng, &win, &it, &ao, &out, &de};

@@ -13,6 +13,8 @@
  *
  * item_features, cross_features, source_features: the ranker's per-pair features (in
  *                _features.c).
+ * spare_wake, spare_rest, trees_split: the spare core (in _spare.c); topk_rows(split=True)
+ *                gives it half of the rows.
  *
  * All take their arrays through the buffer protocol (NumPy arrays, checked by the Python
  * wrappers in movierec.types and movierec.models.topk) and release the GIL while they run.
@@ -234,10 +236,26 @@ static void topk_row(const float *row, Py_ssize_t m, Py_ssize_t k, entry *buf, f
     for (Py_ssize_t a = 0; a < n; a++) out[a] = buf[a].i;
 }
 
+/* what rows of topk_rows need, with the scratch buffers of one thread */
+typedef struct {
+    const float *s;
+    int64_t *o;
+    Py_ssize_t m, k;
+    entry *buf;
+    float *maxima;
+} topk_share;
+
+static void topk_share_run(void *arg, Py_ssize_t a, Py_ssize_t b) {
+    topk_share *t = arg;
+    for (Py_ssize_t r = a; r < b; r++)
+        topk_row(t->s + r * t->m, t->m, t->k, t->buf, t->maxima, t->o + r * t->k);
+}
+
 static PyObject *topk_rows(PyObject *self, PyObject *args) {
     Py_buffer scores, out;
     Py_ssize_t n, m, k;
-    if (!PyArg_ParseTuple(args, "y*nnnw*", &scores, &n, &m, &k, &out)) return NULL;
+    int split = 0;
+    if (!PyArg_ParseTuple(args, "y*nnnw*|p", &scores, &n, &m, &k, &out, &split)) return NULL;
     PyObject *result = NULL;
     if (k < 1 || k > m || scores.len != (Py_ssize_t)(n * m * sizeof(float)) ||
         out.len != (Py_ssize_t)(n * k * sizeof(int64_t))) {
@@ -245,24 +263,28 @@ static PyObject *topk_rows(PyObject *self, PyObject *args) {
         goto done;
     }
     /* candidates (4k, or up to the whole row) and k to merge in; block maxima and a copy */
-    Py_ssize_t cap = m + k > 5 * k ? m + k : 5 * k;
-    entry *buf = malloc((size_t)cap * sizeof(entry));
-    float *maxima = malloc((size_t)(2 * m) * sizeof(float));
+    Py_ssize_t cap = m + k > 5 * k ? m + k : 5 * k, shares = split && n > 1 ? 2 : 1;
+    entry *buf = malloc((size_t)(shares * cap) * sizeof(entry));
+    float *maxima = malloc((size_t)(shares * 2 * m) * sizeof(float));
     if (buf == NULL || maxima == NULL) {
         free(buf);
         free(maxima);
         PyErr_NoMemory();
         goto done;
     }
-    const float *s = scores.buf;
-    int64_t *o = out.buf;
+    /* split: rows shared with the spare core, one at a time, when it spins (spare_loop) */
+    topk_share here = {scores.buf, out.buf, m, k, buf, maxima};
+    topk_share there = {scores.buf, out.buf, m, k, buf + cap, maxima + 2 * m};
+    int posted = 0;
     Py_BEGIN_ALLOW_THREADS;
-    for (Py_ssize_t r = 0; r < n; r++) topk_row(s + r * m, m, k, buf, maxima, o + r * k);
+    if (shares == 2)
+        posted = spare_loop(topk_share_run, &here, &there, n, 1);
+    else
+        topk_share_run(&here, 0, n);
     Py_END_ALLOW_THREADS;
     free(buf);
     free(maxima);
-    result = Py_None;
-    Py_INCREF(result);
+    result = PyBool_FromLong(posted);
 done:
     {
         Py_buffer *parsed[] = {&scores, &out};
@@ -418,6 +440,11 @@ static PyMethodDef methods[] = {
      "time_ranks(indptr, times, cols, out): recency rank of each event in its row."},
     {"merge_proposals", merge_proposals, METH_VARARGS,
      "merge_proposals(...): the candidate pool of the sources' proposals; returns its size."},
+    {"spare_wake", spare_wake, METH_VARARGS,
+     "spare_wake(us): the spare core spins for the next us microseconds (started if need be)."},
+    {"spare_rest", spare_rest, METH_NOARGS, "spare_rest(): the spare core stops spinning."},
+    {"trees_split", trees_split, METH_VARARGS,
+     "trees_split(entry, data, out, n, nf): compiled trees' predictions, half on the spare core."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -44,4 +44,16 @@ PyObject *cross_features(PyObject *self, PyObject *args);
 PyObject *source_features(PyObject *self, PyObject *args);
 PyObject *time_ranks(PyObject *self, PyObject *args);
 PyObject *merge_proposals(PyObject *self, PyObject *args);
+
+/* the spare core (_spare.c): a job posted while it spins runs there; spare_join waits */
+typedef void (*spare_job)(void *arg);
+int spare_post(spare_job fn, void *arg);
+void spare_join(void);
+/* run(ctx, a, b) over [0, n) in chunks, shared with the spare core when it spins (its
+ * chunks get ctx there, the caller's here); 1 when it took part */
+typedef void (*spare_range)(void *ctx, Py_ssize_t a, Py_ssize_t b);
+int spare_loop(spare_range run, void *here, void *there, Py_ssize_t n, Py_ssize_t chunk);
+PyObject *spare_wake(PyObject *self, PyObject *args);
+PyObject *spare_rest(PyObject *self, PyObject *args);
+PyObject *trees_split(PyObject *self, PyObject *args);
 #endif

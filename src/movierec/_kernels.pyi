@@ -2,8 +2,11 @@
 
 from typing import Any
 
-def topk_rows(scores: Any, n: int, m: int, k: int, out: Any, /) -> None:
-    """K best columns per row of float32 ``scores`` into int64 ``out``, best first."""
+def topk_rows(scores: Any, n: int, m: int, k: int, out: Any, split: bool = False, /) -> bool:
+    """K best columns per row of float32 ``scores`` into int64 ``out``, best first.
+
+    ``split``: the second half of the rows goes to the spare core when it spins (then True).
+    """
 
 def csr_product(
     n_q: int,
@@ -42,9 +45,13 @@ def item_features(
     out: Any,
     n_cols: int,
     dest: Any,
+    split: bool = False,
     /,
-) -> None:
-    """The item features of (item, time) pairs into columns ``dest`` of float32 ``out``."""
+) -> bool:
+    """The item features of (item, time) pairs into columns ``dest`` of float32 ``out``.
+
+    ``split``: chunks of pairs shared with the spare core when it spins (then True).
+    """
 
 def cross_features(
     rows: Any,
@@ -109,3 +116,15 @@ def merge_proposals(
     /,
 ) -> int:
     """The candidate pool of each query's proposals into the given arrays; returns its size."""
+
+def spare_wake(us: int, /) -> bool:
+    """The spare core spins for the next ``us`` microseconds (its thread started if need be)."""
+
+def spare_rest() -> None:
+    """The spare core stops spinning (its thread sleeps until the next wake)."""
+
+def trees_split(entry: int, data: Any, out: Any, n: int, nf: int, /) -> bool:
+    """Compiled trees' predictions of ``n`` float64 rows of ``nf`` features into ``out``.
+
+    The second half of the rows goes to the spare core when it spins (then True).
+    """

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import movierec._kernels as _kernels
+from movierec.spare import spare
 from movierec.types import RecBatch, row_lengths
 
 
@@ -80,6 +81,6 @@ def top_indices(values: np.ndarray, kk: int) -> np.ndarray:
     n, m = values.shape
     kk = min(kk, m)
     out = np.empty((n, kk), np.int64)
-    if n and kk > 0:
-        _kernels.topk_rows(values, n, m, kk, out)
+    if n and kk > 0:  # rows split with the spare core when a lone request has it
+        _kernels.topk_rows(values, n, m, kk, out, n > 1 and spare())
     return out

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import movierec._kernels as _kernels
 from movierec import types as mt
 from movierec.data.interactions import InteractionData
+from movierec.spare import spare
 from movierec.types import as_csr, csr, csr_product_dense, row_lengths, time_ranks
 
 DAY = 86_400.0
@@ -290,14 +291,16 @@ class FeatureStore:
 
     def item_features_into(
         self, items: np.ndarray, as_of: np.ndarray, out: np.ndarray, dest: np.ndarray
-    ) -> None:
+    ) -> bool:
         """Write :data:`ITEM_FEATURES` of (item, time) pairs into columns ``dest`` of ``out``.
 
         Compiled (``_kernels.item_features``): per pair, the binary searches of its time and
         windows in the item's segment of the log and the features from the running sums, in
         double precision, written once as float32 (``dest[f] = -1`` skips feature ``f``).
+        Inside :func:`movierec.spare.spare_core` the pairs are shared with the spare core
+        (then True).
         """
-        _kernels.item_features(
+        return _kernels.item_features(
             self.item_start,
             self.times,
             np.ascontiguousarray(self.cum_rating, np.float64),
@@ -311,6 +314,7 @@ class FeatureStore:
             feature_matrix(out),
             out.shape[1],
             np.ascontiguousarray(dest, np.int64),
+            spare(),  # pairs shared with the spare core when a lone request has it
         )
 
     def user_features(self, ctx: QueryContext) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -9,7 +9,9 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+import movierec._kernels as _kernels
 from movierec.ranking.config import RankedConfig
+from movierec.spare import spare
 
 #: LightGBM's C API on a booster: no ``model_to_string`` (the background compilation) while
 #: another thread predicts with it (the background warm, a request) - the pair aborted the
@@ -30,7 +32,12 @@ class Learned:
     def predict(self, feats: np.ndarray) -> np.ndarray:
         """Score each row of ``feats`` (higher = earlier in the list)."""
         compiled = self.compiled
-        if compiled is not None:
+        pred: Any
+        if compiled is not None and spare():  # half of the rows on the spare core
+            data = np.ascontiguousarray(feats, dtype=np.float64)
+            pred = np.zeros(data.shape[0])
+            _kernels.trees_split(compiled_entry(compiled), data, pred, *data.shape)
+        elif compiled is not None:
             pred = compiled.predict(np.ascontiguousarray(feats, dtype=np.float64), n_jobs=1)
         elif self.booster is not None:
             with LIGHTGBM_LOCK:
@@ -40,6 +47,20 @@ class Learned:
         else:
             raise RuntimeError("ranked has no trained ranker")
         return np.asarray(pred, dtype=np.float64)
+
+
+def compiled_entry(compiled: Any) -> int:
+    """Address of a compiled model's entry point: ``(data, out, start, end)``, float64 rows.
+
+    Checked to be lleaves' float64 entry (what :func:`movierec._kernels.trees_split` calls).
+    """
+    import ctypes
+
+    entry = compiled._c_entry_func
+    one_output = getattr(compiled, "_n_classes", 1) == 1
+    if not one_output or entry.argtypes[0] != ctypes.POINTER(ctypes.c_double):
+        raise TypeError("the compiled trees are not lleaves' one-output float64 entry point")
+    return int(ctypes.cast(entry, ctypes.c_void_p).value or 0)
 
 
 def group_sizes(rows: np.ndarray) -> np.ndarray:

@@ -50,6 +50,7 @@ import scipy.sparse as sp
 from movierec.models.base import Recommender
 from movierec.models.topk import topk
 from movierec.service.metrics import SCORING_BATCHES, SCORING_ROWS
+from movierec.spare import spare_core
 from movierec.types import RecBatch, csr
 
 #: Rows scored in one call at most (bounds a batch's dense score arrays).
@@ -196,7 +197,8 @@ class RowBatcher:
     def _inline(self, model: Recommender, prepare: Prepare, k: int) -> RecBatch:
         """Score one row in the caller's thread, as a batch of its own."""
         job = _Job(model, prepare, k)
-        self._run(model, [job])
+        with spare_core():  # the other core idles: its kernels split their rows with it
+            self._run(model, [job])
         self.batches += 1
         self.rows += 1
         self.inline += 1
