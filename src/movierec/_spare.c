@@ -71,18 +71,24 @@ static void *spare_main(void *unused) {
     return NULL;
 }
 
-/* Spin for the next us microseconds (a lone row is being scored); starts the thread. */
+/* Spin for the next ns nanoseconds (a lone row is being scored); starts the thread. The
+ * caller never waits for the spare core: if it holds the lock (it is awake, maybe about to
+ * sleep), the deadline is set without a signal, and at worst this row goes without it. */
 static int spare_wake_ns(int64_t ns) {
-    pthread_mutex_lock(&wake_lock);
+    __atomic_store_n(&spin_until, now_ns() + ns, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != SLEEPING) return 1; /* awake already */
+    if (__atomic_load_n(&started, __ATOMIC_ACQUIRE) ? pthread_mutex_trylock(&wake_lock) != 0
+                                                    : pthread_mutex_lock(&wake_lock) != 0)
+        return 1;
     if (!started) {
         pthread_t t;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, spare_main, NULL) == 0) started = 1;
+        if (pthread_create(&t, &attr, spare_main, NULL) == 0)
+            __atomic_store_n(&started, 1, __ATOMIC_RELEASE);
         pthread_attr_destroy(&attr);
     }
-    __atomic_store_n(&spin_until, now_ns() + ns, __ATOMIC_RELEASE);
     pthread_cond_signal(&woken);
     pthread_mutex_unlock(&wake_lock);
     return started;

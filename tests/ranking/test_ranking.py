@@ -19,6 +19,7 @@ from movierec.ranking.features import DAY, FeatureStore, QueryContext
 from movierec.ranking.labels import label_split
 from movierec.ranking.ranker import RankedRecommender
 from movierec.ranking.reasons import Trending
+from movierec.spare import spare_core
 from movierec.strategies import create, load
 from tests.models.contract import RecommenderContract, checkerboard
 
@@ -288,6 +289,13 @@ def test_long_histories_score_als_on_the_helper_thread_with_the_same_candidates(
     assert threads and threads[0].startswith("movierec-aside")
     for field in ("rows", "items", "scores", "ranks", "proposed"):
         np.testing.assert_array_equal(getattr(aside, field), getattr(alone, field))
+    # a lone row with the spare core: no Python thread beside it (three runnable threads on
+    # two cores stall the one the spare core is waiting for)
+    with spare_core():
+        spared = generate(sources, values, ts, per_source=4)
+    assert threads[-1] == threading.current_thread().name
+    for field in ("rows", "items", "scores", "ranks", "proposed"):
+        np.testing.assert_array_equal(getattr(spared, field), getattr(alone, field))
 
 
 def test_candidate_recall_by_hand() -> None:

@@ -14,6 +14,7 @@ from movierec.data.weighting import ranks_shared
 from movierec.models.base import Recommender
 from movierec.models.topk import top_indices
 from movierec.ranking.features import feature_matrix
+from movierec.spare import spare
 from movierec.types import row_lengths
 
 #: Bytes of dense score rows (all sources, their top-k copy and masks) per chunk of queries.
@@ -25,7 +26,8 @@ ASIDE_SOURCES = ("als",)
 #: Stored events of a batch's rows from which the aside sources go to the helper thread, in
 #: batches of at most ``ASIDE_MAX_ROWS`` rows (a request's; training's large batches run
 #: their BLAS multi-threaded already). In-process, the bench's 200 rows with a fresh like:
-#: the heaviest (2,699 events) 3.16 -> 2.62 ms, the same scores.
+#: the heaviest (2,699 events) 3.16 -> 2.62 ms, the same scores. Not while the spare core
+#: helps (:mod:`movierec.spare`): three runnable threads on two cores stall it.
 ASIDE_FROM_NNZ = 1_000
 ASIDE_MAX_ROWS = 64
 #: Candidate sources, in the order their columns appear.
@@ -107,7 +109,7 @@ def generate(
     n_src, n_items = len(names), values.shape[1]
     # every source's scores in one array
     stacked = np.empty((n_src, n_q, n_items), np.float32)
-    long = values.nnz >= ASIDE_FROM_NNZ and n_q <= ASIDE_MAX_ROWS
+    long = values.nnz >= ASIDE_FROM_NNZ and n_q <= ASIDE_MAX_ROWS and not spare()
     aside = [n for n in names if n in ASIDE_SOURCES] if long else []
     done = (  # long histories: ALS's solve on the helper thread while the rest run here
         _helper().submit(_score_into, stacked, names, sources, aside, values, timestamps)
