@@ -59,7 +59,8 @@ class WorkLimiter:
     def alone(self) -> bool:
         """Whether one computation holds a slot (the caller's) and none waits for one."""
         lim = self.limiter
-        return lim.borrowed_tokens == 1 and lim.statistics().tasks_waiting == 0
+        held = lim.borrowed_tokens  # (compared below as a count: not a secret)
+        return held == 1 and lim.statistics().tasks_waiting == 0
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
