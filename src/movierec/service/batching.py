@@ -180,8 +180,8 @@ class RowBatcher:
         the same turn reach this point too) and the catalog has at most
         :data:`INLINE_MAX_ITEMS` items, the row is scored here, with no hand-off.
         """
-        if quiet is not None and model.n_items <= INLINE_MAX_ITEMS:
-            await asyncio.sleep(0)
+        if quiet is not None and model.n_items <= INLINE_MAX_ITEMS and quiet():
+            await asyncio.sleep(0)  # (only then: a loaded server's rows never wait for a turn)
             if quiet() and self._idle():
                 return self._inline(model, prepare, k)
         future = asyncio.get_running_loop().create_future()
