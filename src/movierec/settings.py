@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         description="Threads scoring per-request rows per worker, each one batch at a time "
         "(most of a batch runs in compiled code that releases the interpreter lock).",
     )
+    spare_core: bool = Field(
+        default=True,
+        description="A lone request on a quiet worker shares its native kernels with a spinning "
+        "thread on another core (movierec.spare). Turn it off when the host's cores are all "
+        "taken by workers: `movierec serve --workers N` does when 2·N exceeds the cores.",
+    )
     batch_slots: int = Field(
         default=2, ge=1, description="`POST /recommend/batch` requests computed at once per worker."
     )

@@ -98,7 +98,7 @@ def test_lone_fold_in_requests_are_scored_on_the_event_loop_with_the_same_answer
 ) -> None:
     state = client.app.state.movierec  # type: ignore[attr-defined]
     engine = state.engine
-    assert engine.fold_in.quiet == state.work.alone
+    assert engine.fold_in.quiet == state.work.alone and engine.batcher.spare
     movies = [int(m) for m in engine.bundle.items.ids[:3]]
     user = int(engine.bundle.users.ids[0])
     fb = {"user_id": user, "movie_id": movies[0], "signal": "like"}
@@ -114,6 +114,18 @@ def test_lone_fold_in_requests_are_scored_on_the_event_loop_with_the_same_answer
     assert user_answer["source"] == "ranked_foldin"
     cold = afresh.cold(movies[1:3], [], 6, engine.bundle.default_strategy)
     assert [i["movie_id"] for i in cold_answer["items"]] == [i.movie_id for i in cold.items]
+
+
+def test_without_a_spare_core_lone_rows_are_still_scored_on_the_loop(home: Path) -> None:
+    with TestClient(create_app(Settings(home=home, spare_core=False))) as c:
+        engine = c.app.state.movierec.engine  # type: ignore[attr-defined]
+        assert not engine.batcher.spare
+        movie = int(engine.bundle.items.ids[0])
+        cold = c.get(f"/recommend_cold?liked={movie}&k=5&strategy=ranked")
+        assert cold.status_code == 200 and len(cold.json()["items"]) == 5
+        assert engine.batcher.inline == 1
+        expected = Engine(engine.bundle, cache_feedback=False).cold([movie], [], 5, "ranked")
+        assert [i["movie_id"] for i in cold.json()["items"]] == [i.movie_id for i in expected.items]
 
 
 def test_explanations_of_cached_answers_on_the_event_loop_equal_the_worker_ones(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +29,8 @@ def serve(
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
+    if 2 * workers > (os.cpu_count() or 1):  # no idle core for a lone request to borrow
+        os.environ.setdefault("MOVIEREC_SPARE_CORE", "false")
     uvicorn.run(
         "movierec.service.app:create_app",
         factory=True,
@@ -47,7 +50,6 @@ def ui(
     ] = None,
 ) -> None:
     """Start the Streamlit app (it talks to the API over HTTP only)."""
-    import os
     import subprocess
 
     app_file = Path(__file__).parents[1] / "ui" / "app.py"

@@ -138,6 +138,8 @@ class RowBatcher:
         self.rows = 0
         #: Lone rows scored where their caller awaited them (the event loop), of ``rows``.
         self.inline = 0
+        #: Whether such a row shares its kernels with the spare core (``spare_core`` setting).
+        self.spare = True
         self._lock = threading.Lock()
         self._queue: list[_Job] = []
         #: Scoring threads running, and the waiting ones' wake-ups, the latest to wait last.
@@ -197,7 +199,7 @@ class RowBatcher:
     def _inline(self, model: Recommender, prepare: Prepare, k: int) -> RecBatch:
         """Score one row in the caller's thread, as a batch of its own."""
         job = _Job(model, prepare, k)
-        with spare_core():  # the other core idles: its kernels split their rows with it
+        with spare_core() if self.spare else contextlib.nullcontext():  # the other core idles
             self._run(model, [job])
         self.batches += 1
         self.rows += 1

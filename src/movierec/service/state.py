@@ -139,6 +139,7 @@ class ServiceState:
             )
             engine.shared = self.shared
             engine.fold_in.quiet = self.work.alone  # a lone request's row: on the loop
+            engine.batcher.spare = self.settings.spare_core
             old, self.engine = self.engine, engine  # the swap: readers see old or new, not a mix
             if old is not None:
                 old.release()
