@@ -82,5 +82,5 @@ def top_indices(values: np.ndarray, kk: int) -> np.ndarray:
     kk = min(kk, m)
     out = np.empty((n, kk), np.int64)
     if n and kk > 0:  # rows split with the spare core when a lone request has it
-        _kernels.topk_rows(values, n, m, kk, out, n > 1 and spare())
+        _kernels.topk_rows(values, n, m, kk, out, spare())
     return out

@@ -201,11 +201,8 @@ class RowBatcher:
         job = _Job(model, prepare, k)
         with spare_core() if self.spare else contextlib.nullcontext():  # the other core idles
             self._run(model, [job])
-        self.batches += 1
-        self.rows += 1
+        self._scored(1)
         self.inline += 1
-        SCORING_BATCHES.inc()
-        SCORING_ROWS.inc()
         top: RecBatch = job.get()
         return top
 
@@ -264,11 +261,15 @@ class RowBatcher:
                         j.error = e
             finally:
                 if live:
-                    self.batches += 1
-                    self.rows += len(live)
-                    SCORING_BATCHES.inc()
-                    SCORING_ROWS.inc(len(live))
+                    self._scored(len(live))
                 self._deliver(batch)
+
+    def _scored(self, rows: int) -> None:
+        """Count one scored batch of ``rows`` rows (here and on ``/metrics``)."""
+        self.batches += 1
+        self.rows += rows
+        SCORING_BATCHES.inc()
+        SCORING_ROWS.inc(rows)
 
     @staticmethod
     def _deliver(batch: list[_Job]) -> None:
